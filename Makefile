@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each creates the venv it needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# The CPU build of torch, installed first where no NVIDIA GPU is present; a plain `torch`
+# requirement would otherwise pull a multi-GB CUDA build.
+TORCH_CPU := torch==2.13.0
+
+.PHONY: demo test bench venv clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
+		echo "GPU found: installing torch from the package index"; \
+	else \
+		echo "no GPU: installing the CPU build of torch ($(TORCH_CPU))"; \
+		$(BIN)/pip install --quiet $(TORCH_CPU); \
+	fi
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(BIN)/qlorafx train recipes/quickstart.yaml --overwrite
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+# The data-path benchmark (needs ../shared/data); writes bench/RESULTS.md. Minutes, not for CI.
+bench: venv
+	$(BIN)/pip install --quiet "trl>=1.0" "datasets>=3.0"
+	cd bench && ../$(BIN)/python run.py
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,3 @@
+"""qlorafx: declarative QLoRA finetuning from validated YAML recipes."""
+
+__version__ = "0.1.0"
