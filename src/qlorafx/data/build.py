@@ -1,0 +1,185 @@
+"""Recipe -> training and validation batches' features, with counts that are always reported.
+
+    records --format--> conversations --render--> text + spans --tokenize--> examples  (cached per dataset)
+    examples --max_examples, split, weight--> train / val --pack (or not)--> features
+
+The validation split is taken before weights repeat or thin out the training part, so a
+repeated example never lands on both sides.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qlorafx.data import cache
+from qlorafx.data.formats import FORMATS, DatasetBase, RecordError
+from qlorafx.data.packing import pack
+from qlorafx.data.render import chat_template_of, render_chat, render_text
+from qlorafx.data.sources import DataFileError, fingerprint, is_hub, read_records
+from qlorafx.data.tokenize import Example, tokenize
+from qlorafx.errors import UserError
+from qlorafx.recipe.errors import Problem
+
+PEEK_RECORDS = 5  # how many leading records `validate` renders per dataset
+
+
+class DataError(UserError):
+    """Bad data: the message names the dataset, the record and what is wrong."""
+
+
+@dataclass
+class DatasetReport:
+    path: str
+    format: str
+    records: int = 0
+    conversations: int = 0
+    filtered: dict[str, int] = field(default_factory=dict)
+    dropped: int = 0
+    truncated: int = 0
+    cache: str = ""  # 'hit' or 'miss'
+    examples: list[Example] = field(default_factory=list, repr=False)
+
+
+@dataclass
+class Prepared:
+    train: list[dict]  # features: examples, or packed rows
+    val: list[dict]
+    datasets: list[DatasetReport]
+    train_examples: list[Example] = field(repr=False, default_factory=list)
+    val_examples: list[Example] = field(repr=False, default_factory=list)
+
+
+def conversations_of(records: list, dataset: DatasetBase, counts: Counter) -> list:
+    fmt = FORMATS.get(dataset.format)
+    out = []
+    for index, record in enumerate(records):
+        try:
+            out += fmt.conversations(record, dataset, counts)
+        except RecordError as err:
+            raise DataError(f"{dataset.path}: record {index}: {err}") from None
+    return out
+
+
+def check_datasets(recipe, sources) -> list[Problem]:
+    """Problems `validate` can see without a tokenizer: missing files, malformed leading records."""
+    problems = []
+    for i, dataset in enumerate(recipe.data.datasets):
+        if is_hub(dataset.path):
+            continue  # checking a hub dataset needs the hub; train and preprocess do
+        try:
+            conversations_of(read_records(Path(dataset.path), limit=PEEK_RECORDS), dataset, Counter())
+        except (DataFileError, DataError) as err:
+            key = f"data.datasets.{i}.path"
+            problems.append(Problem(key, str(err), sources.where(key)))
+    return problems
+
+
+def _tokenize_dataset(dataset: DatasetBase, recipe, tokenizer, report: DatasetReport) -> None:
+    fmt = FORMATS.get(dataset.format)
+    d = recipe.data
+    try:
+        records = read_records(dataset.path, split=dataset.split)
+    except DataFileError as err:
+        raise DataError(str(err)) from None
+    counts: Counter = Counter()
+    conversations = conversations_of(records, dataset, counts)
+    template = chat_template_of(tokenizer, getattr(dataset, "chat_template", None)) if fmt.chat else None
+    ids, labels, truncated, dropped = [], [], [], 0
+    for index, turns in enumerate(conversations):
+        try:
+            rendered = render_chat(turns, tokenizer, template) if fmt.chat else render_text(turns, tokenizer.eos_token)
+        except RecordError as err:
+            raise DataError(f"{dataset.path}: conversation {index}: {err}") from None
+        example = tokenize(rendered, tokenizer, d.max_length, d.train_on_inputs, drop_long=d.length_policy == "drop")
+        if example is None:
+            dropped += 1
+            continue
+        ids.append(example.input_ids)
+        labels.append(example.labels)
+        truncated.append(example.truncated)
+    report.examples = [Example(i, l, t) for i, l, t in zip(ids, labels, truncated)]
+    report.records, report.conversations, report.dropped = len(records), len(conversations), dropped
+    report.filtered = dict(counts)
+
+
+def load_dataset(dataset: DatasetBase, recipe, tokenizer, log=print) -> DatasetReport:
+    """One dataset's examples, from the cache when nothing they depend on has changed."""
+    d = recipe.data
+    report = DatasetReport(dataset.path, dataset.format)
+    source = f"hub:{dataset.path}:{dataset.split}" if is_hub(dataset.path) else fingerprint(Path(dataset.path))
+    key = cache.cache_key(
+        data=source, tokenizer=cache.tokenizer_fingerprint(tokenizer), format_version=FORMATS.get(dataset.format).version,
+        dataset=dataset.model_dump(exclude={"path", "weight", "max_examples"}),
+        lengths=[d.max_length, d.length_policy, d.train_on_inputs],
+    )
+    path = cache.cache_root(d.cache_dir) / "tokenized" / f"{key}.npz"
+    stored = cache.load(path)
+    if stored is not None:
+        ids, labels, truncated, counts = stored
+        report.examples = [Example(i, l, t) for i, l, t in zip(ids, labels, truncated)]
+        report.records, report.conversations = counts["records"], counts["conversations"]
+        report.dropped, report.filtered, report.cache = counts["dropped"], counts["filtered"], "hit"
+    else:
+        _tokenize_dataset(dataset, recipe, tokenizer, report)
+        report.cache = "miss"
+        counts = {"records": report.records, "conversations": report.conversations, "dropped": report.dropped,
+                  "filtered": report.filtered}
+        cache.save(path, [e.input_ids for e in report.examples], [e.labels for e in report.examples],
+                   [e.truncated for e in report.examples], counts)
+    report.truncated = sum(e.truncated for e in report.examples)
+    log(f"data cache {report.cache}: {dataset.path} ({len(report.examples)} examples)")
+    if not report.examples:
+        raise DataError(f"{dataset.path}: no examples left after filtering ({report.filtered or 'nothing filtered'}) "
+                        f"and length policy (dropped {report.dropped}); check the filters and max_length")
+    return report
+
+
+def _val_count(total: int, val_size: float) -> int:
+    count = round(total * val_size) if val_size < 1 else int(val_size)
+    if count >= total:
+        raise DataError(f"data.val_size {val_size:g} leaves no training examples out of {total}")
+    return count
+
+
+def _weighted(items: list, weight: float, rng: random.Random) -> list:
+    """Whole repeats for the integer part of weight, a random share for the rest."""
+    whole, share = int(weight), weight - int(weight)
+    return items * whole + rng.sample(items, round(len(items) * share))
+
+
+def prepare(recipe, tokenizer, log=print) -> Prepared:
+    d, rng = recipe.data, random.Random(recipe.training.seed)
+    reports = [load_dataset(dataset, recipe, tokenizer, log) for dataset in d.datasets]
+
+    pool = []  # (dataset index, example): capped per dataset, then split all together
+    for i, (dataset, report) in enumerate(zip(d.datasets, reports)):
+        examples = list(report.examples)
+        if dataset.max_examples is not None and dataset.max_examples < len(examples):
+            examples = rng.sample(examples, dataset.max_examples)
+        pool += [(i, e) for e in examples]
+    rng.shuffle(pool)
+    n_val = _val_count(len(pool), d.val_size)
+    val = [e for _, e in pool[:n_val]]
+    train = []
+    for i, dataset in enumerate(d.datasets):
+        share = _weighted([e for j, e in pool[n_val:] if j == i], dataset.weight, rng)
+        if not share:
+            raise DataError(f"data.datasets.{i} ({dataset.path}): weight {dataset.weight:g} and the validation split "
+                            "leave it no training examples; raise its weight or remove it")
+        train += share
+    rng.shuffle(train)
+    if not train:
+        raise DataError("no training examples: the weights and max_examples leave none")
+    if not any(e.trained_tokens for e in train):
+        raise DataError("no training example has a token that carries loss: every response was masked or "
+                        "truncated away; raise data.max_length or check the format")
+
+    if d.packing:
+        features = [r.as_features() for r in pack([e.as_features() for e in train], d.max_length)]
+        val_features = [r.as_features() for r in pack([e.as_features() for e in val], d.max_length)]
+    else:
+        features, val_features = [e.as_features() for e in train], [e.as_features() for e in val]
+    return Prepared(features, val_features, reports, train, val)

@@ -1,0 +1,87 @@
+"""Batch collators, by registry key: tokenized examples (or packed rows) -> tensors.
+
+Entries are factories taking the pad token id and the attention implementation; torch is
+imported when a batch is built. Padding never carries loss.
+
+Packed rows must keep their examples apart. Measured with transformers 5 on CPU: with sdpa,
+restarting ``position_ids`` alone does NOT stop attention across examples; a 4D block-diagonal
+causal mask does (boolean for sdpa, additive float for eager). flash_attention_2 isolates
+examples from the restarting ``position_ids`` alone, so it gets no 4D mask.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from qlorafx.registry import Registry
+
+IGNORE_INDEX = -100  # label value the loss skips
+# Non-padding tokens in the batch, for throughput; the trainer takes it out before the forward
+# pass (counting from the attention mask would count mask entries once the mask is 4D).
+NUM_TOKENS = "num_tokens"
+
+Collator = Callable[[list[dict[str, list[int]]]], dict[str, Any]]
+COLLATORS: Registry[Callable[[int, str], Collator]] = Registry("collator")
+
+
+def _pad(rows: list[list[int]], width: int, value: int) -> list[list[int]]:
+    return [row + [value] * (width - len(row)) for row in rows]
+
+
+@COLLATORS.register("pad_to_longest")
+def pad_to_longest(pad_token_id: int, attn_implementation: str = "sdpa") -> Collator:
+    """Right-pad each batch to its longest example; padding gets no attention."""
+
+    def collate(examples: list[dict[str, list[int]]]) -> dict[str, Any]:
+        import torch
+
+        width = max(len(e["input_ids"]) for e in examples)
+        return {
+            "input_ids": torch.tensor(_pad([e["input_ids"] for e in examples], width, pad_token_id)),
+            "labels": torch.tensor(_pad([e["labels"] for e in examples], width, IGNORE_INDEX)),
+            "attention_mask": torch.tensor(_pad([[1] * len(e["input_ids"]) for e in examples], width, 0)),
+            NUM_TOKENS: sum(len(e["input_ids"]) for e in examples),
+        }
+
+    return collate
+
+
+def block_causal_mask(lengths: list[list[int]], width: int):
+    """(batch, 1, width, width) bool: each token sees earlier tokens of its own example only.
+    Padding after the last example sees itself alone, so no attention row is empty (an empty
+    row makes sdpa return NaN)."""
+    import torch
+
+    mask = torch.zeros(len(lengths), 1, width, width, dtype=torch.bool)
+    for b, row in enumerate(lengths):
+        start = 0
+        for length in row:
+            mask[b, 0, start:start + length, start:start + length] = torch.ones(length, length, dtype=torch.bool).tril()
+            start += length
+        mask[b, 0, range(start, width), range(start, width)] = True
+    return mask
+
+
+@COLLATORS.register("packed")
+def packed(pad_token_id: int, attn_implementation: str = "sdpa") -> Collator:
+    """Rows of packed examples: positions restart per example; attention stays inside each one."""
+
+    def collate(rows: list[dict[str, list[int]]]) -> dict[str, Any]:
+        import torch
+
+        width = max(len(r["input_ids"]) for r in rows)
+        positions = [[p for length in r["lengths"] for p in range(length)] for r in rows]
+        batch = {
+            "input_ids": torch.tensor(_pad([r["input_ids"] for r in rows], width, pad_token_id)),
+            "labels": torch.tensor(_pad([r["labels"] for r in rows], width, IGNORE_INDEX)),
+            "position_ids": torch.tensor(_pad(positions, width, 0)),
+            NUM_TOKENS: sum(len(r["input_ids"]) for r in rows),
+        }
+        if attn_implementation != "flash_attention_2":
+            mask = block_causal_mask([r["lengths"] for r in rows], width)
+            if attn_implementation == "eager":  # eager adds the mask to the attention scores
+                mask = torch.zeros(mask.shape).masked_fill(~mask, torch.finfo(torch.float32).min)
+            batch["attention_mask"] = mask
+        return batch
+
+    return collate
