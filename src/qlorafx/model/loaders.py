@@ -1,0 +1,136 @@
+"""Model loaders, by registry key: recipe -> tokenizer, then (recipe, tokenizer) -> quantized model.
+
+'pretrained' loads a hub id or local folder. 'from_config' builds a model with random weights
+from the recipe's model.config (seeded), saves it to ``<run dir>/base_model`` so the adapter
+has a base to load onto later, then loads it back through the same path as 'pretrained', so
+quantization is applied exactly as for a real checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from qlorafx.registry import Registry
+
+MODEL_LOADERS: Registry[Any] = Registry("model loader")
+
+
+def _unloadable(key: str, name: str, what: str, err: Exception):
+    """A UserError naming the recipe key: a local folder that does not hold it, or a hub id the hub cannot give."""
+    from huggingface_hub import constants
+
+    from qlorafx.errors import UserError
+
+    detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+    if Path(name).exists():
+        reason = f"this local path does not hold a loadable {what} ({detail})"
+    elif constants.HF_HUB_OFFLINE:
+        reason = ("it is not a local folder, and the hub is offline (HF_HUB_OFFLINE=1) with no cached copy; "
+                  "download it once with the hub reachable, or point it at a local folder")
+    else:
+        reason = (f"it is not a local folder, and the hub is unreachable or has no such model ({detail}); "
+                  "check the id and the network, or point it at a local folder")
+    return UserError(f"{key} {name!r}: cannot load its {what}: {reason}")
+
+
+def _load_tokenizer(name: str, recipe, key: str = "model.path"):
+    from transformers import AutoTokenizer
+
+    m = recipe.model
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=m.revision, trust_remote_code=m.trust_remote_code)
+    except (OSError, ValueError) as err:  # OSError: offline, unreachable, no such repo; ValueError: not a repo id
+        raise _unloadable(key, name, "tokenizer", err) from None
+    if tokenizer.pad_token is None:  # padding never carries loss or attention, so EOS is a safe pad
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def skeleton(config):
+    """The model's module tree with no memory behind it: enough to check LoRA targets before loading."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
+
+
+def load_weights(path: str, recipe, compute_dtype: str, quant_config):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from qlorafx.model.quantize import weights_dtype
+
+    m = recipe.model
+    return AutoModelForCausalLM.from_pretrained(
+        path,
+        revision=m.revision,
+        trust_remote_code=m.trust_remote_code,
+        attn_implementation=m.attn_implementation,
+        quantization_config=quant_config,
+        dtype=getattr(torch, weights_dtype(recipe.quantization, compute_dtype)),
+        device_map={"": 0} if torch.cuda.is_available() else None,
+    )
+
+
+class Pretrained:
+    """A hub id or local folder; the tokenizer comes from model.tokenizer or the same place."""
+
+    def tokenizer(self, recipe):
+        key = "model.tokenizer" if recipe.model.tokenizer else "model.path"
+        return _load_tokenizer(recipe.model.tokenizer or recipe.model.path, recipe, key)
+
+    def config(self, recipe, tokenizer):
+        from transformers import AutoConfig
+
+        m = recipe.model
+        try:
+            return AutoConfig.from_pretrained(m.path, revision=m.revision, trust_remote_code=m.trust_remote_code)
+        except (OSError, ValueError) as err:
+            raise _unloadable("model.path", m.path, "config", err) from None
+
+    def model(self, recipe, tokenizer, run_dir: Path, compute_dtype: str, quant_config):
+        return load_weights(recipe.model.path, recipe, compute_dtype, quant_config)
+
+
+class FromConfig:
+    """Random weights from model.config (seeded); the byte tokenizer unless model.tokenizer names one."""
+
+    def tokenizer(self, recipe):
+        from qlorafx.model.byte_tokenizer import byte_tokenizer
+
+        return _load_tokenizer(recipe.model.tokenizer, recipe, "model.tokenizer") if recipe.model.tokenizer else byte_tokenizer()
+
+    def config(self, recipe, tokenizer):
+        from transformers import AutoConfig
+
+        fields = dict(recipe.model.config)
+        model_type = fields.pop("model_type")
+        fields.setdefault("vocab_size", len(tokenizer))
+        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            fields.setdefault(name, getattr(tokenizer, name))
+        return AutoConfig.for_model(model_type, **fields)
+
+    def model(self, recipe, tokenizer, run_dir: Path, compute_dtype: str, quant_config):
+        import torch
+        from transformers import AutoModelForCausalLM
+        from transformers.utils import logging as hf_logging
+
+        torch.manual_seed(recipe.training.seed)
+        base_dir = run_dir / "base_model"
+        if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 writes the run directory;
+            base_dir = Path(tempfile.mkdtemp(prefix="qlorafx-base-"))  # the same seed gives the same weights
+        hf_logging.disable_progress_bar()  # a few-MB model: shard and weight progress bars are noise
+        try:
+            AutoModelForCausalLM.from_config(self.config(recipe, tokenizer)).save_pretrained(base_dir)
+            tokenizer.save_pretrained(base_dir)
+            return load_weights(str(base_dir), recipe, compute_dtype, quant_config)
+        finally:
+            hf_logging.enable_progress_bar()
+
+
+MODEL_LOADERS.register("pretrained")(Pretrained())
+MODEL_LOADERS.register("from_config")(FromConfig())
