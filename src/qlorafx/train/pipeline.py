@@ -1,0 +1,169 @@
+"""Recipe -> trained adapter and a run directory: the whole finetune, top to bottom.
+
+check the output dir (or the checkpoint to resume) -> tokenizer -> data -> run dir -> quantized
+model -> LoRA -> trainer -> eval before -> train (checkpoints, signals, loss guards) -> eval after
+-> save -> sample generation -> report.
+Everything that can fail on the user's input fails before the first weight loads. Under
+torchrun only rank 0 writes the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from qlorafx.data.build import prepare as prepare_data
+from qlorafx.data.collate import COLLATORS
+from qlorafx.data import report as data_report
+from qlorafx.infer.generate import generate_text
+from qlorafx.model.adapter import add_lora, check_lora, initialize_from_data, save_adapter
+from qlorafx.model.loaders import MODEL_LOADERS, skeleton
+from qlorafx.model.quantize import keep_weights_trainable_on_cpu, quantization_config, resolve_compute_dtype
+from qlorafx.recipe.schema import Recipe
+from qlorafx.report import write_report
+from qlorafx.train import checkpoints
+from qlorafx.train import run_dir as rundir
+from qlorafx.train.backends import RunInfo, require_packages, tracking
+from qlorafx.train.callbacks import MetricsCallback
+from qlorafx.train.lifecycle import GracefulStop, LossGuard, PublishCheckpoints
+from qlorafx.train.optimizers import OPTIMIZERS
+from qlorafx.train.quiet import quiet_libraries
+from qlorafx.train.trainers import TRAINERS
+
+
+@dataclass
+class Summary:
+    run_dir: str
+    steps: int
+    eval_loss_before: float | None
+    eval_loss_after: float | None
+    train_loss_last: float | None
+    wall_seconds: float
+    trainable_params: int
+    total_params: int
+    sample_prompt: str | None = None
+    sample_output: str | None = None
+    data: dict | None = None  # qlorafx.data.report.summary: counts per dataset and in total
+
+
+@dataclass
+class Result:
+    summary: Summary
+    model: Any  # the trained peft model, still in memory
+    tokenizer: Any
+
+
+class Interrupted(Exception):
+    """Stopped by SIGTERM or Ctrl-C after saving a checkpoint; the message says how to resume."""
+
+
+def _is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"  # set by torchrun; absent in a single process
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.is_file() else []
+
+
+def _eval_loss_at_start(records: list[dict]) -> float | None:
+    return next((r["eval_loss"] for r in records if r.get("step") == 0 and "eval_loss" in r), None)
+
+
+def train(recipe: Recipe, recipe_yaml: str, overwrite: bool = False, log=print, callbacks: tuple = (),
+          resume: str | bool = False, force: bool = False) -> Result:
+    """``resume``: True for the newest checkpoint in output_dir, or a checkpoint's path.
+    ``callbacks``: extra transformers TrainerCallbacks (they see the model and optimizer each step)."""
+    from transformers import set_seed
+
+    started = time.perf_counter()
+    quiet_libraries()
+    run_dir = Path(recipe.output_dir)
+    main = _is_main_process()
+    if resume:
+        checkpoint = checkpoints.resume_point(run_dir, resume if isinstance(resume, str) else None, force, recipe_yaml)
+        log(f"resuming from {checkpoint} (step {checkpoints.step_of(checkpoint)})")
+    else:
+        checkpoint = None
+        if main:  # under torchrun rank 0 may have made the run directory already
+            rundir.prepare(run_dir, overwrite, dry_run=True)
+    require_packages(recipe.logging.backends)
+
+    loader = MODEL_LOADERS.get(recipe.model.loader)
+    tokenizer = loader.tokenizer(recipe)
+    data = prepare_data(recipe, tokenizer, log)
+    data_summary = data_report.summary(data, recipe)
+    log(data_report.one_line(data_summary, recipe.data.max_length))
+
+    check_lora(skeleton(loader.config(recipe, tokenizer)), recipe)
+
+    compute_dtype = resolve_compute_dtype(recipe.quantization.compute_dtype)
+    if main and checkpoint is None:
+        rundir.prepare(run_dir, overwrite)
+        (run_dir / "recipe.yaml").write_text(recipe_yaml, encoding="utf-8")
+        rundir.write_json(run_dir / "versions.json", rundir.versions({"compute_dtype": compute_dtype}))
+    elif main:
+        checkpoints.clear_staging(run_dir)  # a checkpoint that was being written when the run stopped
+        checkpoints.drop_metrics_after(run_dir, checkpoints.step_of(checkpoint))
+
+    set_seed(recipe.training.seed)
+    model = loader.model(recipe, tokenizer, run_dir, compute_dtype, quantization_config(recipe.quantization, compute_dtype))
+    keep_weights_trainable_on_cpu(model)
+    model = add_lora(model, recipe, run_dir if main else None)
+    trainable, total = model.get_nb_trainable_parameters()
+    q = recipe.quantization
+    kind = f"{q.bits}-bit {q.quant_type}{' double-quant' if q.double_quant else ''}" if q.bits == 4 else f"{q.bits}-bit"
+    log(f"model: {kind} base, compute {compute_dtype}; "
+        f"LoRA trains {trainable:,} of {total:,} parameters ({trainable / total:.2%})")
+    if recipe.optimizer.name.startswith("paged_") and compute_dtype == "float32" and not model.device.type == "cuda":
+        log(f"optimizer: {recipe.optimizer.name} runs unpaged on CPU (paging moves GPU memory)")
+
+    publish = PublishCheckpoints(run_dir, recipe_yaml, recipe.training.keep_checkpoints)
+    stop, guard = GracefulStop(), LossGuard(log)
+    # the backends stay open past training: they record the evaluation after it too
+    with tracking(recipe.logging.backends if main else [], RunInfo(recipe, recipe_yaml, run_dir)) as backends:
+        trainer = TRAINERS.get(recipe.training.trainer)(
+            recipe, model, tokenizer, data,
+            collator=COLLATORS.get("packed" if recipe.data.packing else "pad_to_longest")(
+                tokenizer.pad_token_id, recipe.model.attn_implementation),
+            optimizer=OPTIMIZERS.get(recipe.optimizer.name)(recipe.optimizer),
+            callbacks=[MetricsCallback(backends), publish, stop, guard, *callbacks],
+            run_dir=run_dir,
+            evaluate_first=bool(data.val) and checkpoint is None,
+        )
+        initialize_from_data(model, recipe, trainer.get_train_dataloader)  # EVA; before the optimizer exists
+        with stop.installed():
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        before = _eval_loss_at_start(trainer.state.log_history if checkpoint is None else _metrics(run_dir))
+        if guard.bad_step is not None:
+            raise guard.diagnosis(run_dir)
+        if stop.signal is not None:
+            raise Interrupted(
+                f"{stop.signal} at step {stop.step}: checkpoint saved to {publish.latest}; "
+                f"resume with: qlorafx train RECIPE --resume (the same recipe and overrides)"
+            )
+        after = trainer.evaluate()["eval_loss"] if data.val else None
+
+    train_losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    summary = Summary(
+        run_dir=str(run_dir), steps=trainer.state.global_step, eval_loss_before=before, eval_loss_after=after,
+        train_loss_last=train_losses[-1] if train_losses else None,
+        wall_seconds=round(time.perf_counter() - started, 1), trainable_params=trainable, total_params=total,
+        data=data_summary,
+    )
+    if not main:
+        return Result(summary, model, tokenizer)
+    save_adapter(model, recipe, run_dir)
+    tokenizer.save_pretrained(run_dir / "tokenizer")
+    if recipe.logging.sample_max_new_tokens and data.val_examples:
+        prompt_ids = data.val_examples[0].prompt_ids
+        summary.sample_prompt = tokenizer.decode(prompt_ids, skip_special_tokens=True)
+        summary.sample_output = generate_text(model, tokenizer, prompt_ids, recipe.logging.sample_max_new_tokens)
+    rundir.write_json(run_dir / rundir.FINISHED_MARKER, {"status": "finished", **asdict(summary)})
+    report = write_report(run_dir)
+    log(f"report: {report.card} (plot: {report.plot or 'none, no metrics.jsonl'})")
+    return Result(summary, model, tokenizer)

@@ -1,0 +1,107 @@
+"""Training engines, by registry key. 'causal_lm' is transformers' Trainer, configured from the recipe.
+
+No hand-written loop: the Trainer does batching, accumulation, clipping, the schedule and
+logging; qlorafx gives it the optimizer class from the registry and its own callbacks.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from qlorafx.registry import Registry
+from qlorafx.model.quantize import resolve_compute_dtype
+from qlorafx.train import checkpoints
+from qlorafx.train.distributed import sharding_arguments
+
+TRAINERS: Registry[Callable[..., Any]] = Registry("trainer")
+
+
+def training_arguments(recipe, run_dir: Path, evaluate_first: bool = False):
+    import torch
+    from transformers import TrainingArguments
+
+    from qlorafx.train.schedulers import SCHEDULERS
+
+    t, s = recipe.training, recipe.scheduler
+    has_val = recipe.data.val_size > 0
+    compute = resolve_compute_dtype(recipe.quantization.compute_dtype)
+    gpu = torch.cuda.is_available()
+    return TrainingArguments(
+        output_dir=str(checkpoints.staging_dir(run_dir)),  # published whole by PublishCheckpoints
+        per_device_train_batch_size=t.micro_batch_size,
+        per_device_eval_batch_size=t.micro_batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        max_steps=t.max_steps or -1,
+        num_train_epochs=t.epochs or 1.0,
+        learning_rate=recipe.optimizer.lr,
+        weight_decay=recipe.optimizer.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        lr_scheduler_type=SCHEDULERS.get(s.name),
+        warmup_steps=s.warmup_steps if s.warmup_steps is not None else (s.warmup_ratio or 0.0),
+        logging_steps=recipe.logging.every,
+        logging_nan_inf_filter=False,  # a NaN loss must reach LossGuard, not be averaged away
+        eval_strategy="steps" if (has_val and t.eval_every) else "no",
+        eval_steps=t.eval_every,
+        # the loss before training, measured inside train(): an evaluate() call before train()
+        # marks the model as prepared, and accelerate then never wraps it for data-parallel training
+        eval_on_start=evaluate_first,
+        save_strategy="steps",
+        save_steps=t.save_every,
+        save_total_limit=None,  # qlorafx keeps training.keep_checkpoints of the published ones
+        report_to="none",
+        seed=t.seed,
+        train_sampling_strategy=("group_by_length" if recipe.data.group_by_length
+                                 else "random" if recipe.data.shuffle else "sequential"),
+        data_seed=t.seed,
+        use_cpu=not torch.cuda.is_available(),
+        # data-parallel on CPU under torchrun needs gloo (nccl is GPU-only); a single process needs none
+        ddp_backend="gloo" if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+        remove_unused_columns=False,
+        include_num_input_tokens_seen="no",  # counted by TokenCountingTrainer, which knows about packing
+        disable_tqdm=True,
+        gradient_checkpointing=False,  # enabled on the model by the adapter step, before LoRA wraps it
+        dataloader_num_workers=0,
+        # autocast for what is not 4-bit (LoRA, norms) in the compute dtype, as qlora.py does on GPUs
+        bf16=gpu and compute == "bfloat16",
+        fp16=gpu and compute == "float16",
+        **sharding_arguments(t.distributed if int(os.environ.get("WORLD_SIZE", "1")) > 1 else "ddp"),
+    )
+
+
+def _token_counting_trainer():
+    from transformers import Trainer
+
+    from qlorafx.data.collate import NUM_TOKENS
+
+    class TokenCountingTrainer(Trainer):
+        """Trainer that counts the non-padding tokens it trains on (state.num_input_tokens_seen)."""
+
+        def compute_loss(self, model, inputs, *args, **kwargs):
+            tokens = inputs.pop(NUM_TOKENS, 0)
+            if model.training:
+                self.state.num_input_tokens_seen += tokens
+            return super().compute_loss(model, inputs, *args, **kwargs)
+
+    return TokenCountingTrainer
+
+
+@TRAINERS.register("causal_lm")
+def causal_lm_trainer(recipe, model, tokenizer, prepared, collator, optimizer, callbacks, run_dir: Path,
+                      evaluate_first: bool = False):
+    from transformers import PrinterCallback, ProgressCallback
+
+    trainer = _token_counting_trainer()(
+        model=model,
+        args=training_arguments(recipe, run_dir, evaluate_first),
+        train_dataset=prepared.train,
+        eval_dataset=prepared.val or None,
+        data_collator=collator,
+        processing_class=tokenizer,
+        optimizer_cls_and_kwargs=optimizer,
+        callbacks=callbacks,
+    )
+    for default in (PrinterCallback, ProgressCallback):  # our console backend replaces them
+        trainer.remove_callback(default)
+    return trainer

@@ -1,0 +1,32 @@
+"""A tiny recipe that trains in seconds on CPU: 2-layer Llama, byte tokenizer, the quickstart data."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from tests.conftest import REPO
+
+QUICKSTART_DATA = REPO / "recipes" / "data" / "quickstart.jsonl"
+
+
+def tiny_recipe(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        model:
+          loader: from_config
+          config: {{model_type: llama, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2,
+                    num_attention_heads: 2, num_key_value_heads: 2, max_position_embeddings: 512,
+                    initializer_range: 0.1}}
+        lora: {{r: 16, alpha: 32, dropout: 0.0}}
+        data:
+          datasets: [{{path: {QUICKSTART_DATA}, format: alpaca}}]
+          max_length: 320
+          val_size: 8
+        optimizer: {{name: adamw, lr: 2.0e-2}}
+        scheduler: {{name: constant}}
+        training: {{max_steps: 24, micro_batch_size: 4}}
+        logging: {{every: 4, sample_max_new_tokens: 8}}
+        output_dir: {tmp_path / "run"}
+        """) + textwrap.dedent(extra))
+    return path
