@@ -1,0 +1,1 @@
+"""Evaluating a finished run: loss and perplexity on data, multiple-choice accuracy."""

@@ -1,0 +1,137 @@
+"""A run's adapter merged into its base, unquantized, then proven: the merged model, reloaded from
+disk, must give the logits of base + adapter (unmerged, same dtype) on sample prompts.
+
+    plan (no torch: the run, its adapter and base, the output folder) -> load base + adapter ->
+    reference logits -> merge -> save -> reload -> compare -> report
+
+A merge that silently wrote the base (the failure users of 4-bit adapters meet) differs from
+base + adapter by the adapter's whole effect, which the report prints next to the difference.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from qlorafx.errors import UserError
+
+DTYPES = ("bfloat16", "float16", "float32")
+# Largest allowed |merged - unmerged| logit, relative to the largest |logit|: rounding the merged
+# weights to the dtype (W + BA is stored, not W and BA apart) is all that may differ.
+TOLERANCE = {"float32": 1e-4, "float16": 1e-2, "bfloat16": 5e-2}
+PROMPTS = ("### Instruction:\nName three primary colors.\n\n### Response:\n",
+           "The quick brown fox jumps over the lazy dog.", "1, 2, 3, 4,")
+
+
+class MergeError(UserError):
+    """The run, its adapter or the output folder cannot be merged as asked."""
+
+
+class MergeCheckError(Exception):
+    """The merged model does not reproduce base + adapter; nothing was left in the output folder."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    run_dir: Path
+    out: Path
+    base: str  # local folder or hub id
+    dtype: str
+    recipe: object
+    sample_prompt: str | None
+
+
+@dataclass(frozen=True)
+class Report:
+    largest_difference: float  # merged (reloaded) vs base + adapter
+    adapter_effect: float  # base + adapter vs base alone
+    tolerance: float
+    out: Path
+
+
+def plan(run_dir: Path, out: Path, dtype: str | None = None) -> Plan:
+    """Every check that needs no weights: a finished run with an adapter, its base, a free output."""
+    from qlorafx.infer.trained_run import finished_run
+
+    run = finished_run(run_dir)
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise MergeError(f"--out {out} already exists and is not empty; merge never overwrites: give a new folder")
+    return Plan(run.path, out, run.base, dtype or _stored_dtype(run.base), run.recipe, run.status.get("sample_prompt"))
+
+
+def _stored_dtype(base: str) -> str:
+    """The dtype the base checkpoint is stored in (no precision lost), float32 when unknown."""
+    config = Path(base) / "config.json"
+    if config.is_file():
+        data = json.loads(config.read_text(encoding="utf-8"))
+        stored = str(data.get("dtype") or data.get("torch_dtype") or "")
+        if stored in DTYPES:
+            return stored
+    return "float32"
+
+
+def merge_adapter(model):
+    """The merge itself, peft's: base weights += scale * B @ A, adapter layers removed."""
+    return model.merge_and_unload()
+
+
+def chat_template(recipe, tokenizer) -> str | None:
+    """The template the run rendered chats with: a dataset's named chat_template, else the tokenizer's."""
+    from qlorafx.data.chat_templates import CHAT_TEMPLATES
+
+    named = [d.chat_template for d in recipe.data.datasets if getattr(d, "chat_template", None)]
+    return CHAT_TEMPLATES.get(named[0]) if named else getattr(tokenizer, "chat_template", None)
+
+
+def run(p: Plan, log=print) -> Report:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from qlorafx.infer.trained_run import TrainedRun, check_adapter_fits, hub_arguments
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # loading and saving bars for each of three loads are noise here
+    dtype = getattr(torch, p.dtype)
+    hub = hub_arguments(p.recipe)
+    check_adapter_fits(TrainedRun(p.run_dir, p.recipe, p.base, {}))
+
+    tokenizer = AutoTokenizer.from_pretrained(p.run_dir / "tokenizer")
+    tokenizer.chat_template = chat_template(p.recipe, tokenizer)
+    base = AutoModelForCausalLM.from_pretrained(p.base, dtype=dtype, **hub)
+    model = PeftModel.from_pretrained(base, p.run_dir / "adapter").eval()
+    prompts = [p.sample_prompt, *PROMPTS] if p.sample_prompt else list(PROMPTS)
+    batch = tokenizer(prompts, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        want = model(**batch).logits.float()
+        with model.disable_adapter():
+            effect = (model(**batch).logits.float() - want).abs().max().item()
+
+    created = not p.out.exists()
+    merged = merge_adapter(model)
+    merged.save_pretrained(p.out)
+    tokenizer.save_pretrained(p.out)
+    del merged, model, base
+    with torch.no_grad():
+        got = AutoModelForCausalLM.from_pretrained(p.out, dtype=dtype).eval()(**batch).logits.float()
+    difference = (got - want).abs().max().item()
+    tolerance = TOLERANCE[p.dtype] * max(1.0, want.abs().max().item())
+    report = Report(difference, effect, tolerance, p.out)
+    if not difference <= tolerance:  # also catches NaN
+        _remove(p.out, created)
+        raise MergeCheckError(
+            f"the merged model's logits differ from base + adapter by up to {difference:.3g} (allowed {tolerance:.3g}; "
+            f"the adapter's own effect is {effect:.3g}), so the merge is wrong; nothing was kept in {p.out}")
+    return report
+
+
+def _remove(out: Path, created: bool) -> None:
+    if created:
+        shutil.rmtree(out)
+    else:  # the folder was there, empty: leave it empty
+        for child in out.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
