@@ -170,3 +170,23 @@ def test_a_weight_that_leaves_a_dataset_nothing_is_an_error(files, byte_tokenize
     with pytest.raises(DataError, match=r"data.datasets.1 \(.*b.jsonl\): weight 0.01 and the validation split leave it "
                                         r"no training examples"):
         _prepare([{"path": a}, {"path": b, "weight": 0.01}], byte_tokenizer)
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"packing": True}, "data.packing: true, but the model is an encoder-decoder (T5 family)"),
+    ({"train_on_inputs": True}, "data.train_on_inputs: true, but the model is an encoder-decoder (T5 family)"),
+])
+def test_encoder_decoder_refuses_what_it_cannot_honour(files, byte_tokenizer, setting, message):
+    r = recipe([{"path": files[0]}], **{"max_length": 256, "packing": False, **setting})
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        prepare(r, byte_tokenizer, lambda line: None, encoder_decoder=True)
+
+
+def test_encoder_decoder_split_examples_are_prompt_and_target(files, byte_tokenizer):
+    r = recipe([{"path": files[0]}], max_length=256, packing=False, val_size=4)
+    prepared = prepare(r, byte_tokenizer, lambda line: None, encoder_decoder=True)
+    assert (len(prepared.train_examples), len(prepared.val_examples)) == (16, 4)
+    for example, features in zip(prepared.train_examples, prepared.train):
+        assert example.encoder_decoder and features == example.as_features()
+        assert byte_tokenizer.decode(example.input_ids).endswith("### Response: ")
+        assert byte_tokenizer.decode(example.labels, skip_special_tokens=False).endswith("</s>")

@@ -168,3 +168,19 @@ def test_cache_root(monkeypatch, tmp_path):
     monkeypatch.delenv("QLORAFX_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache.cache_root(None) == tmp_path / "xdg" / "qlorafx"
+
+
+def test_encoder_decoder_examples_have_their_own_cache_entry_and_survive_it(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+    r = recipe([{"path": str(data), "format": "alpaca"}], max_length=256, cache_dir=str(tmp_path / "cache"))
+    load = lambda encoder_decoder: load_dataset(r.data.datasets[0], r, new_byte_tokenizer(), lambda line: None,
+                                                encoder_decoder)
+    causal = load(False)
+    first, second = load(True), load(True)
+    assert (causal.cache, first.cache, second.cache) == ("miss", "miss", "hit")  # the layout is part of the key
+    # targets shorter than their inputs come back whole: the cache keeps both lengths
+    assert all(len(e.labels) < len(e.input_ids) for e in first.examples)
+    assert [(e.input_ids, e.labels, e.encoder_decoder) for e in second.examples] == \
+           [(e.input_ids, e.labels, True) for e in first.examples]
+    assert load(False).cache == "hit" and not any(e.encoder_decoder for e in load(False).examples)

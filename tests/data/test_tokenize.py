@@ -3,7 +3,7 @@
 from qlorafx.data.collate import IGNORE_INDEX
 from qlorafx.data.formats import FORMATS, Turn
 from qlorafx.data.render import chat_template_of, render_chat, render_text
-from qlorafx.data.tokenize import tokenize
+from qlorafx.data.tokenize import tokenize, tokenize_encoder_decoder
 
 RECORD = {"instruction": "Name a primary color.", "input": "", "output": "Red."}
 
@@ -62,3 +62,44 @@ def test_llama2_tokenizer_mask_covers_exactly_the_response(shared_data):
     first_trained = next(i for i, label in enumerate(example.labels) if label != IGNORE_INDEX)
     assert all(label != IGNORE_INDEX for label in example.labels[first_trained:])  # one contiguous block
     assert tok.decode(example.prompt_ids).endswith("### Response:")
+
+
+# Encoder-decoder models (T5): the prompt is the encoder's input, each assistant turn a decoder target.
+
+
+def test_encoder_decoder_prompt_to_encoder_response_to_decoder_token_by_token(byte_tokenizer):
+    tok = byte_tokenizer
+    (prompt, response), rendered = _alpaca(tok)
+    [example] = tokenize_encoder_decoder(rendered, tok, max_length=1024)
+    prompt_ids = tok(prompt.text, add_special_tokens=False)["input_ids"]
+    response_ids = tok(response.text, add_special_tokens=False)["input_ids"]
+    assert example.input_ids == [tok.bos_token_id, *prompt_ids]  # the tokenizer's own special tokens, as at inference
+    assert example.labels == [*response_ids, tok.eos_token_id]  # every target token carries loss, EOS included
+    assert example.encoder_decoder and example.prompt_ids == example.input_ids
+    assert example.trained_tokens == len(response_ids) + 1
+    assert example.length == len(example.input_ids) + len(example.labels)
+    # the encoder input is exactly the causal example's inference prompt, so both read the same text
+    assert tokenize(rendered, tok, 1024, train_on_inputs=False).prompt_ids == example.input_ids
+
+
+def test_encoder_decoder_makes_one_example_per_assistant_turn(byte_tokenizer):
+    tok = byte_tokenizer
+    turns = [Turn("user", "Hi"), Turn("assistant", "Yo"), Turn("user", "Bye"), Turn("assistant", "Ciao")]
+    rendered = render_chat(turns, tok, chat_template_of(tok, "chatml"))
+    first, second = tokenize_encoder_decoder(rendered, tok, 1024)
+    decode = lambda ids: tok.decode(ids, skip_special_tokens=False)
+    assert decode(first.input_ids) == "<s><|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    assert decode(first.labels) == "Yo<|im_end|>\n"
+    # the earlier answer is context for the later one, never its target
+    assert decode(second.input_ids) == decode(first.input_ids) + "Yo<|im_end|>\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n"
+    assert decode(second.labels) == "Ciao<|im_end|>\n"
+
+
+def test_encoder_decoder_truncates_each_side_or_drops(byte_tokenizer):
+    rendered = _alpaca(byte_tokenizer)[1]
+    [full] = tokenize_encoder_decoder(rendered, byte_tokenizer, 1024)
+    limit = len(full.labels) - 2  # the target is the shorter side: both get cut
+    [cut] = tokenize_encoder_decoder(rendered, byte_tokenizer, limit)
+    assert cut.truncated and cut.input_ids == full.input_ids[:limit] and cut.labels == full.labels[:limit]
+    assert tokenize_encoder_decoder(rendered, byte_tokenizer, limit, drop_long=True) == []
+    assert tokenize_encoder_decoder(rendered, byte_tokenizer, len(full.input_ids), drop_long=True) == [full]

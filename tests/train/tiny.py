@@ -30,3 +30,27 @@ def tiny_recipe(tmp_path: Path, extra: str = "") -> Path:
         output_dir: {tmp_path / "run"}
         """) + textwrap.dedent(extra))
     return path
+
+
+def tiny_t5_recipe(tmp_path: Path, extra: str = "") -> Path:
+    """The same data and LoRA on a 2+2-layer T5 (v1.1's gated-GELU feed-forward): prompt to the
+    encoder, response to the decoder. No packing, which an encoder-decoder cannot use."""
+    path = tmp_path / "tiny-t5.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        model:
+          loader: from_config
+          config: {{model_type: t5, d_model: 64, d_ff: 128, d_kv: 32, num_layers: 2, num_decoder_layers: 2,
+                    num_heads: 2, feed_forward_proj: gated-gelu}}
+        lora: {{r: 16, alpha: 32, dropout: 0.0}}
+        data:
+          datasets: [{{path: {QUICKSTART_DATA}, format: alpaca}}]
+          max_length: 512  # also what chat's history must fit: T5 has no position limit
+          val_size: 8
+          packing: false
+        optimizer: {{name: adamw, lr: 2.0e-2}}
+        scheduler: {{name: constant}}
+        training: {{max_steps: 24, micro_batch_size: 4}}
+        logging: {{every: 4, sample_max_new_tokens: 8, backends: [jsonl]}}
+        output_dir: {tmp_path / "run"}
+        """) + textwrap.dedent(extra))
+    return path

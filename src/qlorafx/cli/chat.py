@@ -5,7 +5,8 @@ as turns in the run's format: a chat run renders them with its chat template, a 
 as '### Human: ...### Assistant: ...' turns, and the other text formats (alpaca, self_instruct,
 template) apply their template to every user message and join the exchanges as training joins
 turns (the tokenizer's EOS after each answer). When the history no longer fits the model's
-positions (max_position_embeddings) with room for an answer, the oldest exchanges are dropped.
+positions (max_position_embeddings) with room for an answer, the oldest exchanges are dropped; an
+encoder-decoder (T5) writes its answer with the decoder, so only the history must fit its encoder.
 """
 
 from __future__ import annotations
@@ -67,10 +68,11 @@ def run(args) -> int:
             continue
         encoded = generator.encode(message, history)
         limit = generator.context_length()
-        while history and len(encoded.ids) + options.max_new_tokens > limit:
+        answer_room = 0 if found.encoder_decoder else options.max_new_tokens  # a T5 answer is the decoder's
+        while history and len(encoded.ids) + answer_room > limit:
             history.pop(0)
-            print(f"(dropped the oldest exchange: the history and an answer of {options.max_new_tokens} tokens "
-                  f"must fit the model's {limit} positions)", file=sys.stderr)
+            needs = f"the history and an answer of {answer_room} tokens" if answer_room else "the history"
+            print(f"(dropped the oldest exchange: {needs} must fit the model's {limit} positions)", file=sys.stderr)
             encoded = generator.encode(message, history)
         answer = generator.answer([encoded])[0]
         history.append((message, answer))

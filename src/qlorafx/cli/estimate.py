@@ -23,13 +23,19 @@ def run(args) -> int:
     quiet_libraries()
     from qlorafx.estimate import estimate
     from qlorafx.estimate.shape import model_shape
+    from qlorafx.errors import UserError
     from qlorafx.model.adapter import check_lora
+    from qlorafx.model.architecture import is_encoder_decoder
     from qlorafx.model.loaders import MODEL_LOADERS, skeleton
     from qlorafx.model.quantize import resolve_compute_dtype
 
     recipe = loaded.recipe
     loader = MODEL_LOADERS.get(recipe.model.loader)
     config = loader.config(recipe, loader.tokenizer(recipe))
+    if is_encoder_decoder(config):
+        raise UserError(f"model {config.model_type} is an encoder-decoder (T5 family); qlorafx estimate models "
+                        "decoder-only (causal) LMs' activations only, so it would understate this one; measure a "
+                        "few steps with training.max_steps instead")
     check_lora(skeleton(config), recipe)
     shape = model_shape(recipe, config)
     compute = resolve_compute_dtype(recipe.quantization.compute_dtype)

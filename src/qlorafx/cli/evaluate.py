@@ -71,10 +71,10 @@ def run(args) -> int:
     results: dict = {"step": trained.status.get("steps"), "source": "qlorafx eval"}
     if not args.no_loss:
         if dataset is not None:
-            examples = load_dataset(dataset, recipe, tokenizer, log=lambda *_: None).examples
+            examples = load_dataset(dataset, recipe, tokenizer, lambda *_: None, trained.encoder_decoder).examples
             results["eval_data"] = dataset.path
         else:
-            examples = prepare(recipe, tokenizer, log=lambda *_: None).val_examples
+            examples = prepare(recipe, tokenizer, lambda *_: None, trained.encoder_decoder).val_examples
             results["eval_data"] = "validation split"
         results |= token_loss(model, tokenizer, examples)
     if questions:

@@ -37,5 +37,5 @@ def run(args) -> int:
     if report.adapter_effect <= report.tolerance:
         print("note: the adapter barely changes this model's logits, so this check could not tell the merge from "
               "the base alone")
-    print(f"merged model: {report.out} (AutoModelForCausalLM.from_pretrained loads it)")
+    print(f"merged model: {report.out} ({report.loads_with}.from_pretrained loads it)")
     return 0

@@ -48,10 +48,13 @@ def run(args) -> int:
     quiet_libraries()
     from qlorafx.data import report
     from qlorafx.data.build import prepare
+    from qlorafx.model.architecture import is_encoder_decoder
     from qlorafx.model.loaders import MODEL_LOADERS
 
-    tokenizer = MODEL_LOADERS.get(recipe.model.loader).tokenizer(recipe)
-    prepared = prepare(recipe, tokenizer, log=lambda line: print(line, file=sys.stderr))
+    loader = MODEL_LOADERS.get(recipe.model.loader)
+    tokenizer = loader.tokenizer(recipe)
+    encoder_decoder = is_encoder_decoder(loader.config(recipe, tokenizer))  # T5: prompt and target apart
+    prepared = prepare(recipe, tokenizer, lambda line: print(line, file=sys.stderr), encoder_decoder)
     summary = report.summary(prepared, recipe)
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -60,6 +63,6 @@ def run(args) -> int:
         color = sys.stdout.isatty()
         for i, example in enumerate(prepared.train_examples[: args.show]):
             legend = "trained tokens in green" if color else "trained tokens in [[...]]"
-            print(f"\n--- example {i} ({len(example.input_ids)} tokens, {example.trained_tokens} trained; {legend}) ---")
+            print(f"\n--- example {i} ({example.length} tokens, {example.trained_tokens} trained; {legend}) ---")
             print(report.marked(example, tokenizer, color))
     return 0  # prepare() has already failed if no training example has a trained token

@@ -1,6 +1,7 @@
 """Recipe -> training and validation batches' features, with counts that are always reported.
 
-    records --format--> conversations --render--> text + spans --tokenize--> examples  (cached per dataset)
+    records --format--> conversations --render--> text + spans --tokenize--> examples  (cached per dataset;
+                                                 encoder-decoder models: one example per assistant turn)
     examples --max_examples, split, weight--> train / val --pack (or not)--> features
 
 The validation split is taken before weights repeat or thin out the training part, so a
@@ -19,7 +20,7 @@ from qlorafx.data.formats import FORMATS, DatasetBase, RecordError
 from qlorafx.data.packing import pack
 from qlorafx.data.render import chat_template_of, render_chat, render_text
 from qlorafx.data.sources import DataFileError, fingerprint, is_hub, read_records
-from qlorafx.data.tokenize import Example, tokenize
+from qlorafx.data.tokenize import Example, tokenize, tokenize_encoder_decoder
 from qlorafx.errors import UserError
 from qlorafx.recipe.errors import Problem
 
@@ -77,7 +78,7 @@ def check_datasets(recipe, sources) -> list[Problem]:
     return problems
 
 
-def _tokenize_dataset(dataset: DatasetBase, recipe, tokenizer, report: DatasetReport) -> None:
+def _tokenize_dataset(dataset: DatasetBase, recipe, tokenizer, report: DatasetReport, encoder_decoder: bool) -> None:
     fmt = FORMATS.get(dataset.format)
     d = recipe.data
     try:
@@ -87,26 +88,31 @@ def _tokenize_dataset(dataset: DatasetBase, recipe, tokenizer, report: DatasetRe
     counts: Counter = Counter()
     conversations = conversations_of(records, dataset, counts)
     template = chat_template_of(tokenizer, getattr(dataset, "chat_template", None)) if fmt.chat else None
-    ids, labels, truncated, dropped = [], [], [], 0
+    drop_long = d.length_policy == "drop"
+    examples, dropped = [], 0
     for index, turns in enumerate(conversations):
         try:
             rendered = render_chat(turns, tokenizer, template) if fmt.chat else render_text(turns, tokenizer.eos_token)
         except RecordError as err:
             raise DataError(f"{dataset.path}: conversation {index}: {err}") from None
-        example = tokenize(rendered, tokenizer, d.max_length, d.train_on_inputs, drop_long=d.length_policy == "drop")
+        if encoder_decoder:
+            kept = tokenize_encoder_decoder(rendered, tokenizer, d.max_length, drop_long)
+            dropped += len(rendered.spans) - len(kept)
+            examples += kept
+            continue
+        example = tokenize(rendered, tokenizer, d.max_length, d.train_on_inputs, drop_long)
         if example is None:
             dropped += 1
-            continue
-        ids.append(example.input_ids)
-        labels.append(example.labels)
-        truncated.append(example.truncated)
-    report.examples = [Example(i, l, t) for i, l, t in zip(ids, labels, truncated)]
+        else:
+            examples.append(example)
+    report.examples = examples
     report.records, report.conversations, report.dropped = len(records), len(conversations), dropped
     report.filtered = dict(counts)
 
 
-def load_dataset(dataset: DatasetBase, recipe, tokenizer, log=print) -> DatasetReport:
-    """One dataset's examples, from the cache when nothing they depend on has changed."""
+def load_dataset(dataset: DatasetBase, recipe, tokenizer, log=print, encoder_decoder: bool = False) -> DatasetReport:
+    """One dataset's examples, from the cache when nothing they depend on has changed.
+    ``encoder_decoder``: examples for a T5-style model (prompt to the encoder, response as target)."""
     d = recipe.data
     report = DatasetReport(dataset.path, dataset.format)
     source = f"hub:{dataset.path}:{dataset.split}" if is_hub(dataset.path) else fingerprint(Path(dataset.path))
@@ -114,16 +120,17 @@ def load_dataset(dataset: DatasetBase, recipe, tokenizer, log=print) -> DatasetR
         data=source, tokenizer=cache.tokenizer_fingerprint(tokenizer), format_version=FORMATS.get(dataset.format).version,
         dataset=dataset.model_dump(exclude={"path", "weight", "max_examples"}),
         lengths=[d.max_length, d.length_policy, d.train_on_inputs],
+        layout="encoder-decoder" if encoder_decoder else "causal",
     )
     path = cache.cache_root(d.cache_dir) / "tokenized" / f"{key}.npz"
     stored = cache.load(path)
     if stored is not None:
         ids, labels, truncated, counts = stored
-        report.examples = [Example(i, l, t) for i, l, t in zip(ids, labels, truncated)]
+        report.examples = [Example(i, l, t, encoder_decoder) for i, l, t in zip(ids, labels, truncated)]
         report.records, report.conversations = counts["records"], counts["conversations"]
         report.dropped, report.filtered, report.cache = counts["dropped"], counts["filtered"], "hit"
     else:
-        _tokenize_dataset(dataset, recipe, tokenizer, report)
+        _tokenize_dataset(dataset, recipe, tokenizer, report, encoder_decoder)
         report.cache = "miss"
         counts = {"records": report.records, "conversations": report.conversations, "dropped": report.dropped,
                   "filtered": report.filtered}
@@ -150,9 +157,24 @@ def _weighted(items: list, weight: float, rng: random.Random) -> list:
     return items * whole + rng.sample(items, round(len(items) * share))
 
 
-def prepare(recipe, tokenizer, log=print) -> Prepared:
+def check_encoder_decoder(recipe) -> None:
+    """Data options that an encoder-decoder model cannot honour are refused, not ignored."""
+    d = recipe.data
+    if d.packing:
+        raise DataError("data.packing: true, but the model is an encoder-decoder (T5 family): packing would put "
+                        "several prompts into one encoder row and their responses into one decoder row; set "
+                        "data.packing=false (data.group_by_length=true keeps padding low instead)")
+    if d.train_on_inputs:
+        raise DataError("data.train_on_inputs: true, but the model is an encoder-decoder (T5 family): the prompt "
+                        "is the encoder's input and is never predicted; set data.train_on_inputs=false")
+
+
+def prepare(recipe, tokenizer, log=print, encoder_decoder: bool = False) -> Prepared:
+    """``encoder_decoder``: the model is T5-style (qlorafx.model.architecture.is_encoder_decoder)."""
     d, rng = recipe.data, random.Random(recipe.training.seed)
-    reports = [load_dataset(dataset, recipe, tokenizer, log) for dataset in d.datasets]
+    if encoder_decoder:
+        check_encoder_decoder(recipe)
+    reports = [load_dataset(dataset, recipe, tokenizer, log, encoder_decoder) for dataset in d.datasets]
 
     pool = []  # (dataset index, example): capped per dataset, then split all together
     for i, (dataset, report) in enumerate(zip(d.datasets, reports)):

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-CACHE_VERSION = "1"  # bump when the stored layout or the tokenization code changes meaning
+CACHE_VERSION = "2"  # bump when the stored layout or the tokenization code changes meaning
 
 
 def cache_root(configured: str | None) -> Path:
@@ -44,13 +44,21 @@ def cache_key(**parts: Any) -> str:
 def save(path: Path, ids: list[list[int]], labels: list[list[int]], truncated: list[bool], counts: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     lengths = np.array([len(x) for x in ids], dtype=np.int64)
+    # an encoder-decoder example's labels (the decoder target) are not as long as its input
+    label_lengths = np.array([len(x) for x in labels], dtype=np.int64)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     with tmp.open("wb") as f:
         np.savez(f, lengths=lengths, truncated=np.array(truncated, dtype=bool),
                  ids=np.fromiter((t for x in ids for t in x), dtype=np.int64, count=int(lengths.sum())),
-                 labels=np.fromiter((t for x in labels for t in x), dtype=np.int64, count=int(lengths.sum())),
+                 label_lengths=label_lengths,
+                 labels=np.fromiter((t for x in labels for t in x), dtype=np.int64, count=int(label_lengths.sum())),
                  counts=np.array(json.dumps(counts)))
     os.replace(tmp, path)
+
+
+def _spans(lengths) -> list[tuple[int, int]]:
+    bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def load(path: Path) -> tuple[list[list[int]], list[list[int]], list[bool], dict] | None:
@@ -59,10 +67,8 @@ def load(path: Path) -> tuple[list[list[int]], list[list[int]], list[bool], dict
         return None
     try:
         with np.load(path) as stored:
-            bounds = np.concatenate([[0], np.cumsum(stored["lengths"])])
             ids, labels = stored["ids"].tolist(), stored["labels"].tolist()
-            spans = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
-            return ([ids[a:b] for a, b in spans], [labels[a:b] for a, b in spans],
+            return ([ids[a:b] for a, b in _spans(stored["lengths"])], [labels[a:b] for a, b in _spans(stored["label_lengths"])],
                     stored["truncated"].tolist(), json.loads(str(stored["counts"])))
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # missing, truncated or damaged
         return None

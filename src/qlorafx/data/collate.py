@@ -46,6 +46,33 @@ def pad_to_longest(pad_token_id: int, attn_implementation: str = "sdpa") -> Coll
     return collate
 
 
+@COLLATORS.register("encoder_decoder")
+def encoder_decoder(pad_token_id: int, attn_implementation: str = "sdpa") -> Collator:
+    """T5-style models: encoder inputs right-padded to the longest input, decoder targets to the
+    longest target (the model shifts them right into its decoder inputs)."""
+
+    def collate(examples: list[dict[str, list[int]]]) -> dict[str, Any]:
+        import torch
+
+        width = max(len(e["input_ids"]) for e in examples)
+        target_width = max(len(e["labels"]) for e in examples)
+        return {
+            "input_ids": torch.tensor(_pad([e["input_ids"] for e in examples], width, pad_token_id)),
+            "attention_mask": torch.tensor(_pad([[1] * len(e["input_ids"]) for e in examples], width, 0)),
+            "labels": torch.tensor(_pad([e["labels"] for e in examples], target_width, IGNORE_INDEX)),
+            NUM_TOKENS: sum(len(e["input_ids"]) + len(e["labels"]) for e in examples),
+        }
+
+    return collate
+
+
+def collator_for(recipe, encoder_decoder: bool) -> str:
+    """The collator a run batches with: its registry key."""
+    if encoder_decoder:
+        return "encoder_decoder"
+    return "packed" if recipe.data.packing else "pad_to_longest"
+
+
 def block_causal_mask(lengths: list[list[int]], width: int):
     """(batch, 1, width, width) bool: each token sees earlier tokens of its own example only.
     Padding after the last example sees itself alone, so no attention row is empty (an empty

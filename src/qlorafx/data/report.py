@@ -23,14 +23,14 @@ def percentiles(lengths: list[int]) -> dict[str, int]:
 
 
 def _token_counts(examples: list[Example]) -> dict[str, Any]:
-    tokens = sum(len(e.input_ids) for e in examples)
+    tokens = sum(e.length for e in examples)
     trained = sum(e.trained_tokens for e in examples)
     return {
         "tokens": tokens,
         "trained_tokens": trained,
         "trained_token_fraction": round(trained / tokens, 4) if tokens else 0.0,
         "no_trained_token": sum(e.trained_tokens == 0 for e in examples),
-        "length": percentiles([len(e.input_ids) for e in examples]),
+        "length": percentiles([e.length for e in examples]),
     }
 
 
@@ -90,7 +90,12 @@ def one_line(s: dict[str, Any], max_length: int) -> str:
 
 
 def marked(example: Example, tokenizer, color: bool) -> str:
-    """The example's text with trained tokens told apart: green on a terminal, [[...]] elsewhere."""
+    """The example's text with trained tokens told apart: green on a terminal, [[...]] elsewhere.
+    An encoder-decoder example shows its encoder input, then its target."""
+    if example.encoder_decoder:
+        target = tokenizer.decode(example.labels, skip_special_tokens=False)
+        return (tokenizer.decode(example.input_ids, skip_special_tokens=False) + "\n=> decoder target: "
+                + (f"\033[1;32m{target}\033[0m" if color else f"[[{target}]]"))
     out, run, trained = [], [], None
     for token, label in zip(example.input_ids, example.labels):
         is_trained = label != IGNORE_INDEX

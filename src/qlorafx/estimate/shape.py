@@ -65,6 +65,7 @@ def quantized_layer_names(frame, bits: int) -> set[str]:
 
 def model_shape(recipe, config) -> ModelShape:
     from qlorafx.model.adapter import layer_index, linear_layer_names, lora_config
+    from qlorafx.model.architecture import peft_task_type
     from qlorafx.model.loaders import skeleton
 
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
@@ -89,7 +90,7 @@ def model_shape(recipe, config) -> ModelShape:
 
     from peft import get_peft_model
 
-    lora = lora_config(recipe, list(linears))
+    lora = lora_config(recipe, list(linears), peft_task_type(config))
     lora.init_lora_weights, lora.eva_config = True, None  # data-driven inits change values, not sizes
     wrapped = get_peft_model(frame, lora)
     shape.trainable = [p.numel() for p in wrapped.parameters() if p.requires_grad]

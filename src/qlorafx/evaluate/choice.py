@@ -9,7 +9,8 @@ becomes the prompt::
     Answer:
 
 and counts as right when, at the last position, the logit of the right letter is the highest
-among the choices' letters.
+among the choices' letters. An encoder-decoder model reads the prompt with its encoder, and its
+decoder's first position (after the start token) is the one scored.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import string
 from pathlib import Path
 
 from qlorafx.errors import UserError
+from qlorafx.model.architecture import is_encoder_decoder
 
 LETTERS = string.ascii_uppercase
 
@@ -64,6 +66,10 @@ def accuracy(model, tokenizer, questions: list[tuple[str, int, int]]) -> dict[st
     with torch.no_grad():
         for prompt, count, answer in questions:
             ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(model.device)
-            last = model(input_ids=ids).logits[0, -1]
+            if is_encoder_decoder(model.config):
+                start = torch.tensor([[model.config.decoder_start_token_id]], device=model.device)
+                last = model(input_ids=ids, decoder_input_ids=start).logits[0, -1]
+            else:
+                last = model(input_ids=ids).logits[0, -1]
             right += int(last[letter_ids(tokenizer, count)].argmax().item() == answer)
     return {"mc_accuracy": right / len(questions), "mc_questions": len(questions)}

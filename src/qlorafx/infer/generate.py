@@ -27,6 +27,7 @@ from typing import Any
 
 from qlorafx.errors import UserError
 from qlorafx.infer.trained_run import TrainedRun, finished_run, load_quantized
+from qlorafx.model.architecture import is_encoder_decoder
 
 # The response while the prompt is rendered and tokenized: tokens that touch it are left out, so
 # its first token decides where the prompt ends. A word-initial letter, as most responses start:
@@ -268,6 +269,7 @@ class Prompter:
         from qlorafx.data.render import chat_template_of
 
         self.dataset, self.tokenizer = run.dataset, tokenizer
+        self.encoder_decoder = run.encoder_decoder
         self.chat = FORMATS.get(self.dataset.format).chat
         try:
             self.template = chat_template_of(tokenizer, getattr(self.dataset, "chat_template", None)) if self.chat else None
@@ -301,10 +303,12 @@ class Prompter:
 
     def encode(self, turns) -> Encoded:
         from qlorafx.data.render import Rendered
-        from qlorafx.data.tokenize import tokenize
+        from qlorafx.data.tokenize import tokenize, tokenize_encoder_decoder
 
         rendered = self.render(turns)
         last = Rendered(rendered.text, rendered.spans[-1:], rendered.add_special_tokens)  # earlier answers are context
+        if self.encoder_decoder:  # the encoder reads the whole prompt; nothing of it is carried into the answer
+            return Encoded(tokenize_encoder_decoder(last, self.tokenizer, NO_LIMIT)[0].prompt_ids, last.prompt)
         ids = tokenize(last, self.tokenizer, NO_LIMIT, train_on_inputs=False).prompt_ids
         if not ids:
             raise GenerateError("the prompt renders to no tokens; give a non-empty prompt")
@@ -343,7 +347,8 @@ def load_model(run: Run):
 
 def generate_ids(model, batch: list[list[int]], pad_token_id: int, stop_ids: list[int], sampling: Sampling) -> list[list[int]]:
     """New token ids for each prompt, the prompts left-padded into one batch; each row ends at its
-    first stop token (kept), so the padding that fills a finished row in a batch is not returned."""
+    first stop token (kept), so the padding that fills a finished row in a batch is not returned.
+    An encoder-decoder model returns only its decoder's tokens, after the start token."""
     import torch
 
     width = max(len(ids) for ids in batch)
@@ -353,7 +358,8 @@ def generate_ids(model, batch: list[list[int]], pad_token_id: int, stop_ids: lis
         output = model.generate(input_ids=input_ids, attention_mask=attention_mask,
                                 max_new_tokens=sampling.max_new_tokens, pad_token_id=pad_token_id,
                                 eos_token_id=stop_ids, use_cache=True, **sampling.generate_kwargs())
-    rows = [row[width:].tolist() for row in output]
+    skip = 1 if is_encoder_decoder(model.config) else width
+    rows = [row[skip:].tolist() for row in output]
     return [row[:next((i + 1 for i, token in enumerate(row) if token in stop_ids), len(row))] for row in rows]
 
 
@@ -423,4 +429,5 @@ def generate_text(model, tokenizer, prompt: str | list[int], max_new_tokens: int
             eos_token_id=tokenizer.eos_token_id,
         )
     model.train(was_training)
-    return tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    skip = 1 if is_encoder_decoder(model.config) else inputs["input_ids"].shape[1]  # the decoder start, or the prompt
+    return tokenizer.decode(output[0, skip:], skip_special_tokens=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qlorafx.errors import UserError
+from qlorafx.model.architecture import auto_class, is_encoder_decoder
 
 DTYPES = ("bfloat16", "float16", "float32")
 # Largest allowed |merged - unmerged| logit, relative to the largest |logit|: rounding the merged
@@ -46,6 +47,7 @@ class Plan:
 @dataclass(frozen=True)
 class Report:
     largest_difference: float  # merged (reloaded) vs base + adapter
+    loads_with: str  # the transformers Auto class that loads the merged model
     adapter_effect: float  # base + adapter vs base alone
     tolerance: float
     out: Path
@@ -86,10 +88,18 @@ def chat_template(recipe, tokenizer) -> str | None:
     return CHAT_TEMPLATES.get(named[0]) if named else getattr(tokenizer, "chat_template", None)
 
 
+def logits(model, batch):
+    """The model's logits on a batch; an encoder-decoder model's decoder is fed the prompts too,
+    which is as good a test input as any (both models see exactly the same tokens)."""
+    if is_encoder_decoder(model.config):
+        batch = {**batch, "decoder_input_ids": batch["input_ids"], "decoder_attention_mask": batch["attention_mask"]}
+    return model(**batch).logits.float()
+
+
 def run(p: Plan, log=print) -> Report:
     import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     from qlorafx.infer.trained_run import TrainedRun, check_adapter_fits, hub_arguments
 
@@ -102,14 +112,15 @@ def run(p: Plan, log=print) -> Report:
 
     tokenizer = AutoTokenizer.from_pretrained(p.run_dir / "tokenizer")
     tokenizer.chat_template = chat_template(p.recipe, tokenizer)
-    base = AutoModelForCausalLM.from_pretrained(p.base, dtype=dtype, **hub)
+    auto = auto_class(AutoConfig.from_pretrained(p.base, **hub))
+    base = auto.from_pretrained(p.base, dtype=dtype, **hub)
     model = PeftModel.from_pretrained(base, p.run_dir / "adapter").eval()
     prompts = [p.sample_prompt, *PROMPTS] if p.sample_prompt else list(PROMPTS)
     batch = tokenizer(prompts, return_tensors="pt", padding=True)
     with torch.no_grad():
-        want = model(**batch).logits.float()
+        want = logits(model, batch)
         with model.disable_adapter():
-            effect = (model(**batch).logits.float() - want).abs().max().item()
+            effect = (logits(model, batch) - want).abs().max().item()
 
     created = not p.out.exists()
     merged = merge_adapter(model)
@@ -117,10 +128,10 @@ def run(p: Plan, log=print) -> Report:
     tokenizer.save_pretrained(p.out)
     del merged, model, base
     with torch.no_grad():
-        got = AutoModelForCausalLM.from_pretrained(p.out, dtype=dtype).eval()(**batch).logits.float()
+        got = logits(auto.from_pretrained(p.out, dtype=dtype).eval(), batch)
     difference = (got - want).abs().max().item()
     tolerance = TOLERANCE[p.dtype] * max(1.0, want.abs().max().item())
-    report = Report(difference, effect, tolerance, p.out)
+    report = Report(difference, auto.__name__, effect, tolerance, p.out)
     if not difference <= tolerance:  # also catches NaN
         _remove(p.out, created)
         raise MergeCheckError(

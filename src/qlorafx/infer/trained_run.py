@@ -27,6 +27,7 @@ class TrainedRun:
     recipe: Any  # qlorafx.recipe.schema.Recipe
     base: str  # local folder or hub id the adapter applies to
     status: dict
+    encoder_decoder: bool = False  # a T5-style base: the prompt goes to the encoder
 
     @property
     def dataset(self):
@@ -75,7 +76,7 @@ def finished_run(run_dir: str | Path) -> TrainedRun:
     if not (adapter_files.same_base(recorded, base) or moved):
         raise RunError(f"the adapter in {adapter} was trained on {recorded}, but this run's base is {base}; "
                        f"it needs {recorded}")
-    return TrainedRun(run_dir, recipe, base, status)
+    return TrainedRun(run_dir, recipe, base, status, encoder_decoder=config.get("task_type") == "SEQ_2_SEQ_LM")
 
 
 def hub_arguments(recipe) -> dict:

@@ -158,7 +158,8 @@ def _as_list(value):
     return [value] if isinstance(value, int) else value
 
 
-def lora_config(recipe, linear_names: list[str]):
+def lora_config(recipe, linear_names: list[str], task_type: str = "CAUSAL_LM"):
+    """``task_type``: peft's CAUSAL_LM or SEQ_2_SEQ_LM (qlorafx.model.architecture.peft_task_type)."""
     from peft import EvaConfig, LoraConfig
 
     lora = recipe.lora
@@ -178,7 +179,7 @@ def lora_config(recipe, linear_names: list[str]):
         use_rslora=lora.use_rslora,
         init_lora_weights=lora.init_lora_weights,
         eva_config=EvaConfig() if lora.init_lora_weights == "eva" else None,
-        task_type="CAUSAL_LM",
+        task_type=task_type,
     )
 
 
@@ -186,6 +187,8 @@ def add_lora(model, recipe, run_dir: Path | None = None):
     """Wrap the loaded model in LoRA adapters (options checked beforehand, on its skeleton), or load
     lora.init_from trainable. With a base-mutating init, the starting adapter goes to run_dir."""
     from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
+
+    from qlorafx.model.architecture import peft_task_type
 
     lora = recipe.lora
     if recipe.quantization.bits in (4, 8):
@@ -201,7 +204,7 @@ def add_lora(model, recipe, run_dir: Path | None = None):
         model.enable_input_require_grads()
     if lora.init_from:
         return PeftModel.from_pretrained(model, lora.init_from, is_trainable=True)
-    peft_model = get_peft_model(model, lora_config(recipe, linear_layer_names(model)))
+    peft_model = get_peft_model(model, lora_config(recipe, linear_layer_names(model), peft_task_type(model.config)))
     if mutates_base(lora.init_lora_weights) and run_dir is not None:
         # saved with init 'true' so that loading it for the conversion does not decompose again
         config = peft_model.peft_config["default"]

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from qlorafx.model.architecture import auto_class, is_encoder_decoder
 from qlorafx.registry import Registry
 
 MODEL_LOADERS: Registry[Any] = Registry("model loader")
@@ -52,21 +53,23 @@ def _load_tokenizer(name: str, recipe, key: str = "model.path"):
 def skeleton(config):
     """The model's module tree with no memory behind it: enough to check LoRA targets before loading."""
     import torch
-    from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(config)
+        return auto_class(config).from_config(config)
 
 
 def load_weights(path: str, recipe, compute_dtype: str, quant_config):
+    """The checkpoint at ``path`` (causal or encoder-decoder, as its config says), quantized as asked."""
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig
 
     from qlorafx.model.quantize import weights_dtype
 
     m = recipe.model
-    return AutoModelForCausalLM.from_pretrained(
+    config = AutoConfig.from_pretrained(path, revision=m.revision, trust_remote_code=m.trust_remote_code)
+    return auto_class(config).from_pretrained(
         path,
+        config=config,
         revision=m.revision,
         trust_remote_code=m.trust_remote_code,
         attn_implementation=m.attn_implementation,
@@ -112,11 +115,13 @@ class FromConfig:
         fields.setdefault("vocab_size", len(tokenizer))
         for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
             fields.setdefault(name, getattr(tokenizer, name))
-        return AutoConfig.for_model(model_type, **fields)
+        config = AutoConfig.for_model(model_type, **fields)
+        if is_encoder_decoder(config) and "decoder_start_token_id" not in fields:
+            config.decoder_start_token_id = tokenizer.pad_token_id  # T5's convention: the decoder starts at pad
+        return config
 
     def model(self, recipe, tokenizer, run_dir: Path, compute_dtype: str, quant_config):
         import torch
-        from transformers import AutoModelForCausalLM
         from transformers.utils import logging as hf_logging
 
         torch.manual_seed(recipe.training.seed)
@@ -125,7 +130,8 @@ class FromConfig:
             base_dir = Path(tempfile.mkdtemp(prefix="qlorafx-base-"))  # the same seed gives the same weights
         hf_logging.disable_progress_bar()  # a few-MB model: shard and weight progress bars are noise
         try:
-            AutoModelForCausalLM.from_config(self.config(recipe, tokenizer)).save_pretrained(base_dir)
+            config = self.config(recipe, tokenizer)
+            auto_class(config).from_config(config).save_pretrained(base_dir)
             tokenizer.save_pretrained(base_dir)
             return load_weights(str(base_dir), recipe, compute_dtype, quant_config)
         finally:

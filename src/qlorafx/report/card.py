@@ -7,6 +7,7 @@ be pushed to the Hub as it is.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -164,16 +165,27 @@ def _quantization_code(run: FinishedRun) -> tuple[list[str], str]:
         f"quantization_config=quant, dtype=torch.{dtype}"
 
 
+def _auto_class(run: FinishedRun) -> str:
+    """The Auto class for the base: the adapter's peft task type says causal or encoder-decoder."""
+    config = run.path / "adapter" / "adapter_config.json"
+    try:
+        task = json.loads(config.read_text(encoding="utf-8")).get("task_type")
+    except (OSError, ValueError, AttributeError):  # no adapter yet, or a damaged one: the common case
+        task = None
+    return "AutoModelForSeq2SeqLM" if task == "SEQ_2_SEQ_LM" else "AutoModelForCausalLM"
+
+
 def _loading(run: FinishedRun) -> list[str]:
     m = run.recipe.model
+    auto = _auto_class(run)
     base = 'f"{RUN}/base_model"' if m.loader == "from_config" else repr(m.path)
     revision = f", revision={m.revision!r}" if m.revision and m.loader != "from_config" else ""
     remote = ", trust_remote_code=True" if m.trust_remote_code else ""
     quant, kwargs = _quantization_code(run)
     code = ["import torch", "from peft import PeftModel",
-            "from transformers import AutoModelForCausalLM, AutoTokenizer" + (", BitsAndBytesConfig" if quant else ""), "",
+            f"from transformers import {auto}, AutoTokenizer" + (", BitsAndBytesConfig" if quant else ""), "",
             f"RUN = {str(run.path.resolve())!r}  # this directory", *quant,
-            f"base = AutoModelForCausalLM.from_pretrained({base}{revision}{remote}, {kwargs})",
+            f"base = {auto}.from_pretrained({base}{revision}{remote}, {kwargs})",
             'model = PeftModel.from_pretrained(base, f"{RUN}/adapter")',
             'tokenizer = AutoTokenizer.from_pretrained(f"{RUN}/tokenizer")']
     return ["## Load the adapter", "", "```python", *code, "```", "",

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from qlorafx.data.build import prepare as prepare_data
-from qlorafx.data.collate import COLLATORS
+from qlorafx.data.collate import COLLATORS, collator_for
 from qlorafx.data import report as data_report
 from qlorafx.infer.generate import generate_text
 from qlorafx.model.adapter import add_lora, check_lora, initialize_from_data, save_adapter
+from qlorafx.model.architecture import is_encoder_decoder
 from qlorafx.model.loaders import MODEL_LOADERS, skeleton
 from qlorafx.model.quantize import keep_weights_trainable_on_cpu, quantization_config, resolve_compute_dtype
 from qlorafx.recipe.schema import Recipe
@@ -95,11 +96,13 @@ def train(recipe: Recipe, recipe_yaml: str, overwrite: bool = False, log=print, 
 
     loader = MODEL_LOADERS.get(recipe.model.loader)
     tokenizer = loader.tokenizer(recipe)
-    data = prepare_data(recipe, tokenizer, log)
+    config = loader.config(recipe, tokenizer)
+    encoder_decoder = is_encoder_decoder(config)
+    data = prepare_data(recipe, tokenizer, log, encoder_decoder)
     data_summary = data_report.summary(data, recipe)
     log(data_report.one_line(data_summary, recipe.data.max_length))
 
-    check_lora(skeleton(loader.config(recipe, tokenizer)), recipe)
+    check_lora(skeleton(config), recipe)
 
     compute_dtype = resolve_compute_dtype(recipe.quantization.compute_dtype)
     if main and checkpoint is None:
@@ -128,7 +131,7 @@ def train(recipe: Recipe, recipe_yaml: str, overwrite: bool = False, log=print, 
     with tracking(recipe.logging.backends if main else [], RunInfo(recipe, recipe_yaml, run_dir)) as backends:
         trainer = TRAINERS.get(recipe.training.trainer)(
             recipe, model, tokenizer, data,
-            collator=COLLATORS.get("packed" if recipe.data.packing else "pad_to_longest")(
+            collator=COLLATORS.get(collator_for(recipe, encoder_decoder))(
                 tokenizer.pad_token_id, recipe.model.attn_implementation),
             optimizer=OPTIMIZERS.get(recipe.optimizer.name)(recipe.optimizer),
             callbacks=[MetricsCallback(backends), publish, stop, guard, *callbacks],
