@@ -42,6 +42,12 @@ def test_padding_fraction(lengths, batch_size, expected):
     assert report.padding_fraction(lengths, batch_size, group_by_length=False, seed=0) == expected
 
 
+def test_padding_fraction_of_an_encoder_decoder_pads_inputs_and_targets_apart():
+    # inputs 4 and 1 pad to 4 + 4, targets 1 and 3 to 3 + 3: 9 real tokens of 14
+    assert report.padding_fraction([4, 1], 2, False, 0, target_lengths=[1, 3]) == round(1 - 9 / 14, 4)
+    assert report.padding_fraction([4, 1], 1, False, 0, target_lengths=[1, 3]) == 0.0
+
+
 def test_padding_fraction_follows_the_seeded_order_and_grouping_cuts_it():
     lengths = [1, 10] * 400
     fractions = [report.padding_fraction(lengths, 2, False, seed) for seed in range(3)]

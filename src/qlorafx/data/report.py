@@ -34,8 +34,10 @@ def _token_counts(examples: list[Example]) -> dict[str, Any]:
     }
 
 
-def padding_fraction(lengths: list[int], batch_size: int, group_by_length: bool, seed: int) -> float:
-    """Share of the batches' tokens that are padding, in the order training will draw them."""
+def padding_fraction(lengths: list[int], batch_size: int, group_by_length: bool, seed: int,
+                     target_lengths: list[int] | None = None) -> float:
+    """Share of the batches' tokens that are padding, in the order training will draw them.
+    ``target_lengths``: an encoder-decoder's decoder targets, padded apart from its inputs."""
     if not lengths:
         return 0.0
     if group_by_length:
@@ -47,11 +49,12 @@ def padding_fraction(lengths: list[int], batch_size: int, group_by_length: bool,
     else:
         order = list(range(len(lengths)))
         random.Random(seed).shuffle(order)
-    padded = 0
+    padded, real = 0, sum(lengths) + sum(target_lengths or [])
     for start in range(0, len(order), batch_size):
-        batch = [lengths[i] for i in order[start:start + batch_size]]
-        padded += max(batch) * len(batch)
-    return round(1 - sum(lengths) / padded, 4)
+        batch = order[start:start + batch_size]
+        for side in (lengths, target_lengths or []):
+            padded += max(side[i] for i in batch) * len(batch) if side else 0
+    return round(1 - real / padded, 4)
 
 
 def dataset_summary(report: DatasetReport) -> dict[str, Any]:
@@ -67,6 +70,8 @@ def summary(prepared: Prepared, recipe) -> dict[str, Any]:
     d = recipe.data
     every = prepared.train_examples + prepared.val_examples
     rows = [len(f["input_ids"]) for f in prepared.train]
+    encoder_decoder = any(e.encoder_decoder for e in prepared.train_examples)
+    targets = [len(f["labels"]) for f in prepared.train] if encoder_decoder else None
     return {
         "examples": len(prepared.train_examples),
         "val_examples": len(prepared.val_examples),
@@ -77,7 +82,7 @@ def summary(prepared: Prepared, recipe) -> dict[str, Any]:
         "batching": "packing" if d.packing else ("group_by_length" if d.group_by_length else "padding"),
         "rows": len(rows) if d.packing else None,
         "padding_fraction": padding_fraction(rows, recipe.training.micro_batch_size, d.group_by_length,
-                                             recipe.training.seed),
+                                             recipe.training.seed, targets),
         "datasets": [dataset_summary(r) for r in prepared.datasets],
     }
 
