@@ -89,6 +89,10 @@ class Case:
 
 
 R = "@DIR@/recipe.yaml"
+# An encoder-decoder (packing stays at its default, true, which such a model cannot use)
+T5_RECIPE = recipe().replace(
+    "{model_type: llama, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 2}",
+    "{model_type: t5, d_model: 64, d_ff: 128, d_kv: 32, num_layers: 2, num_heads: 2}")
 
 WRONG_TYPES = """\
 description: {text: hi}
@@ -127,7 +131,6 @@ OASST_TREE = json.dumps({"message_tree_id": "t1", "tree_state": "ready_for_expor
                          "prompt": {"role": "prompter", "text": "Hi", "lang": "en", "replies": [
                              {"role": "assistant", "text": "Hello", "lang": "en", "rank": 0, "replies": []}]}}) + "\n"
 BAD_JSONL = '{"instruction": "a", "output": "b"}\n{"instruction": oops}\n'
-R = "@DIR@/recipe.yaml"
 
 CASES = [
     # --- the recipe file itself -------------------------------------------------------------------
@@ -370,6 +373,12 @@ CASES = [
     Case("train-overwrite-with-malformed-data", ("error: @DIR@/data/bad.jsonl:2: malformed JSON",),
          command="train", flags=("--overwrite",), recipe=data_recipe("data/bad.jsonl"),
          files={"data/bad.jsonl": BAD_JSONL}),
+    Case("train-t5-with-default-packing-and-overwrite",
+         ("error: data.packing: true, but the model is an encoder-decoder (T5 family)", "set data.packing=false"),
+         command="train", flags=("--overwrite",), recipe=T5_RECIPE),
+    Case("preprocess-t5-train-on-inputs",
+         ("error: data.train_on_inputs: true, but the model is an encoder-decoder (T5 family)",),
+         command="preprocess", recipe=T5_RECIPE, overrides=("data.packing=false", "data.train_on_inputs=true")),
     Case("fast-train-bad-recipe-with-overwrite", ("lora.r (command line): input should be greater than 0",),
          command="train", flags=("--overwrite",), overrides=("lora.r=0",)),
     Case("fast-train-python-tag-with-overwrite", (f"({R}:5): YAML tag tag:yaml.org,2002:python/object/apply:os.system",),
