@@ -118,3 +118,28 @@ def test_estimate_says_it_does_not_model_encoder_decoders(trained, capsys):
     err = capsys.readouterr().err
     assert "model t5 is an encoder-decoder (T5 family); qlorafx estimate models decoder-only" in err
     assert "Traceback" not in err
+
+
+def test_grad_accum_and_processes_do_not_scale_the_loss(tmp_path):
+    """T5 averages its loss per micro-batch: the Trainer must divide by grad_accum and not multiply by
+    the process count (measured before the fix: step-1 loss and grad norm exactly doubled by either)."""
+    from tests.cli.test_cli import qlorafx
+
+    common = ["training.max_steps=2", "logging.every=1", "logging.sample_max_new_tokens=0", "logging.backends=[jsonl]",
+              "data.shuffle=false", "data.val_size=16"]
+    runs = {"one": ["training.micro_batch_size=4"],
+            "accumulated": ["training.micro_batch_size=2", "training.grad_accum=2"],
+            "two processes": ["training.micro_batch_size=2", "--nproc", "2"]}
+    first = {}
+    for name, options in runs.items():
+        folder = tmp_path / name.replace(" ", "-")
+        folder.mkdir()
+        done = qlorafx("train", tiny_t5_recipe(folder), *common, *options, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        records = [json.loads(line) for line in (folder / "run" / "metrics.jsonl").read_text().splitlines()]
+        step_1 = next(r for r in records if r.get("step") == 1 and "loss" in r)
+        first[name] = (step_1["loss"], step_1["grad_norm"], next(r["eval_loss"] for r in records if "eval_loss" in r))
+    one = first.pop("one")
+    for name, measured in first.items():  # the same 4 examples; only per-micro-batch averaging differs
+        for want, got in zip(one, measured):
+            assert abs(got - want) < 0.1 * want, (name, one, measured)

@@ -10,8 +10,9 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from qlorafx.registry import Registry
+from qlorafx.model.architecture import is_encoder_decoder
 from qlorafx.model.quantize import resolve_compute_dtype
+from qlorafx.registry import Registry
 from qlorafx.train import checkpoints
 from qlorafx.train.distributed import sharding_arguments
 
@@ -104,4 +105,10 @@ def causal_lm_trainer(recipe, model, tokenizer, prepared, collator, optimizer, c
     )
     for default in (PrinterCallback, ProgressCallback):  # our console backend replaces them
         trainer.remove_callback(default)
+    if is_encoder_decoder(model.config):
+        # T5's forward takes **kwargs, so the Trainer believes it normalises its loss by the token count
+        # of the whole accumulated (and gathered) batch, as causal LMs do; it averages per micro-batch
+        # instead. Left alone, the Trainer would skip the division by grad_accum and multiply by the
+        # process count: the loss and the gradients grad_accum x processes times too large.
+        trainer.model_accepts_loss_kwargs = False
     return trainer
