@@ -1,4 +1,5 @@
-"""Training engines, by registry key. 'causal_lm' is transformers' Trainer, configured from the recipe.
+"""Training engines, by registry key. 'causal_lm' is transformers' Trainer, configured from the recipe;
+despite its name it trains encoder-decoder (T5) models too, with the collator the pipeline picks.
 
 No hand-written loop: the Trainer does batching, accumulation, clipping, the schedule and
 logging; qlorafx gives it the optimizer class from the registry and its own callbacks.
