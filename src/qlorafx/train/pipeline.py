@@ -128,7 +128,8 @@ def train(recipe: Recipe, recipe_yaml: str, overwrite: bool = False, log=print, 
     publish = PublishCheckpoints(run_dir, recipe_yaml, recipe.training.keep_checkpoints)
     stop, guard = GracefulStop(), LossGuard(log)
     # the backends stay open past training: they record the evaluation after it too
-    with tracking(recipe.logging.backends if main else [], RunInfo(recipe, recipe_yaml, run_dir)) as backends:
+    info = RunInfo(recipe, recipe_yaml, run_dir, resumed=checkpoint is not None)
+    with tracking(recipe.logging.backends if main else [], info) as backends:
         trainer = TRAINERS.get(recipe.training.trainer)(
             recipe, model, tokenizer, data,
             collator=COLLATORS.get(collator_for(recipe, encoder_decoder))(

@@ -65,3 +65,25 @@ def test_wandb_files_go_to_the_run_directory_without_wandb_dir(tmp_path, monkeyp
     assert logged.run.display_name == "run"  # default: the run directory's name
     assert [row["train/loss"] for row in logged.history] == [1.5]
     assert logged.exit_code == 1  # a run that raised is marked failed
+
+
+def test_a_resumed_run_continues_the_same_wandb_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "cache"))
+    loaded = load_recipe(tiny_recipe(tmp_path), ["logging.backends=[wandb]", "logging.wandb.mode=offline"])
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+
+    def part(resumed: bool, step: int) -> str:
+        with tracking(["wandb"], RunInfo(loaded.recipe, loaded.to_yaml(), run_dir, resumed=resumed)) as backends:
+            backends[0].write({"step": step, "loss": 2.0 / step})
+            return backends[0].wandb_run.id
+
+    first = part(False, 1)
+    assert part(True, 2) == first  # --resume: the same wandb run goes on
+    parts = sorted(run_dir.glob("wandb/offline-run-*"))
+    assert len(parts) == 2 and all(f"-{first}" in p.name for p in parts)  # `wandb sync` joins them
+    assert [row["_step"] for p in parts for row in read_offline_run(p).history] == [1, 2]
+    assert part(False, 1) != first  # a run started afresh is a new wandb run

@@ -19,6 +19,7 @@ class RunInfo:
     recipe: Any  # the typed Recipe
     recipe_yaml: str  # the resolved recipe, exactly as saved to recipe.yaml
     run_dir: Path
+    resumed: bool = False  # continues from a checkpoint: a backend with runs of its own continues the same one
 
 
 class Backend:

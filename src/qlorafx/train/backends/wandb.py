@@ -5,14 +5,30 @@ unless a recipe asks. The run's config is the resolved recipe; metrics are named
 train/lr, ..., eval/loss, at the Trainer's optimizer step. Run files go to $WANDB_DIR when set,
 else into <run>/wandb (so an offline run travels with its run directory:
 ``wandb sync RUN/wandb/offline-run-*``). Needs ``pip install 'qlorafx[wandb]'``.
+
+The wandb run's id is kept in <run>/wandb-run.json, so that ``qlorafx train --resume`` continues
+the same wandb run (its curves go on from the checkpoint's step) rather than starting another.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
 from qlorafx.train.backends.base import Backend, RunInfo, scalars
+
+
+RUN_RECORD = "wandb-run.json"
+
+
+def _recorded_id(path) -> str | None:
+    """The wandb run id an earlier part of this run recorded; None when there is none to continue."""
+    try:
+        found = json.loads(path.read_text(encoding="utf-8")).get("id")
+    except (OSError, ValueError, AttributeError):  # no record (wandb was not on then), or a damaged one
+        return None
+    return found if isinstance(found, str) and found else None
 
 
 class WandbBackend(Backend):
@@ -24,7 +40,11 @@ class WandbBackend(Backend):
         import wandb
 
         cfg = run.recipe.logging.wandb
+        record = run.run_dir / RUN_RECORD
+        earlier = _recorded_id(record) if run.resumed else None
         self.wandb_run = wandb.init(
+            id=earlier,
+            resume="allow" if earlier else None,
             project=cfg.project,
             entity=cfg.entity,
             name=cfg.run_name or run.run_dir.name,
@@ -34,6 +54,8 @@ class WandbBackend(Backend):
             # read here, not left to wandb: wandb caches $WANDB_DIR from a process's first run
             dir=os.environ.get("WANDB_DIR") or str(run.run_dir),
         )
+        record.write_text(json.dumps({"id": self.wandb_run.id, "project": self.wandb_run.project}) + "\n",
+                          encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:
         self.wandb_run.log(scalars(record), step=record["step"])
