@@ -19,9 +19,5 @@ def auto_class(config):
     return AutoModelForSeq2SeqLM if is_encoder_decoder(config) else AutoModelForCausalLM
 
 
-def auto_class_name(config) -> str:
-    return "AutoModelForSeq2SeqLM" if is_encoder_decoder(config) else "AutoModelForCausalLM"
-
-
 def peft_task_type(config) -> str:
     return "SEQ_2_SEQ_LM" if is_encoder_decoder(config) else "CAUSAL_LM"
