@@ -58,6 +58,14 @@ def test_padding_fraction_follows_the_seeded_order_and_grouping_cuts_it():
     assert 0 < grouped <= round(1 - sum(lengths) / (sum(lengths) + 8 * 9), 4) and grouped < min(fractions) / 10
 
 
+def test_marked_shows_an_encoder_decoder_examples_input_then_its_target(byte_tokenizer):
+    from qlorafx.data.tokenize import Example
+
+    ids = lambda text: byte_tokenizer(text, add_special_tokens=False)["input_ids"]
+    example = Example(ids("Name a color."), ids("Red.") + [byte_tokenizer.eos_token_id], encoder_decoder=True)
+    assert report.marked(example, byte_tokenizer, color=False) == "Name a color.\n=> decoder target: [[Red.</s>]]"
+
+
 def test_marked_tells_trained_tokens_apart(byte_tokenizer):
     [example] = encode("alpaca", {"instruction": "Name a primary color.", "output": "Red."}, byte_tokenizer)
     assert report.marked(example, byte_tokenizer, color=False) == f"<s>{PROMPT}[[Red.</s>]]"
