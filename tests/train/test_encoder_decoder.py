@@ -52,6 +52,30 @@ def test_eval_reproduces_the_runs_final_validation_loss(trained, capsys):
     assert float(printed["eval_loss"]) == pytest.approx(result.summary.eval_loss_after, abs=1e-4)
 
 
+def test_multiple_choice_scores_the_decoders_first_position(trained, tmp_path, capsys):
+    from qlorafx.evaluate.choice import letter_ids, read_questions
+    from qlorafx.infer.generate import load_tokenizer, open_run
+
+    run, result = trained
+    mc = tmp_path / "mc.jsonl"
+    mc.write_text("".join(json.dumps(q) + "\n" for q in [
+        {"question": "Which sound does the cat make?", "choices": ["moo", "meow", "woof"], "answer": 1},
+        {"question": "What color is the sky?", "choices": ["blue", "green"], "answer": "A"},
+        {"question": "Name a fruit.", "choices": ["stone", "lemon", "chair", "cloud"], "answer": 1}]))
+    assert main(["eval", str(run), "--no-loss", "--mc", str(mc)]) == 0
+    printed = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines() if ": " in line)
+    # scored independently with the model still in memory: encoder reads the prompt, the decoder's
+    # first logits (after its start token) pick among the letters
+    tokenizer, model = load_tokenizer(open_run(run)), result.model.eval()
+    right = 0
+    for prompt, count, answer in read_questions(mc):
+        with torch.no_grad():
+            logits = model(input_ids=tokenizer(prompt, return_tensors="pt")["input_ids"],
+                           decoder_input_ids=torch.tensor([[model.config.decoder_start_token_id]])).logits[0, 0]
+        right += int(logits[letter_ids(tokenizer, count)].argmax().item() == answer)
+    assert float(printed["mc_accuracy"]) == pytest.approx(right / 3, abs=1e-4) and printed["mc_questions"] == "3"
+
+
 def test_generate_prompts_the_encoder_as_training_did_and_answers_as_the_trained_model(trained, tmp_path, capsys):
     from qlorafx.data.build import prepare
     from qlorafx.infer.generate import Generator, Sampling, generate_text, open_run

@@ -170,7 +170,7 @@ def _auto_class(run: FinishedRun) -> str:
     config = run.path / "adapter" / "adapter_config.json"
     try:
         task = json.loads(config.read_text(encoding="utf-8")).get("task_type")
-    except (OSError, ValueError, AttributeError):  # no adapter yet, or a damaged one: the common case
+    except (OSError, ValueError, AttributeError):  # no readable adapter config: name the common, causal class
         task = None
     return "AutoModelForSeq2SeqLM" if task == "SEQ_2_SEQ_LM" else "AutoModelForCausalLM"
 
