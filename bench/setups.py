@@ -21,6 +21,16 @@ def _tokens_and_padding(batches: list[list[int]]) -> tuple[int, float]:
     return real, 1 - real / padded
 
 
+def _timed(trainer, lengths: list[list[int]], model, tokenizer) -> dict:
+    """Train a baseline; wall time, and tokens and padding from the batch lengths its collator saw."""
+    started = time.perf_counter()
+    trainer.train()
+    wall = time.perf_counter() - started
+    tokens, padding = _tokens_and_padding(lengths)
+    return {"wall_s": wall, "tokens": tokens, "padding": padding, "steps": trainer.state.global_step,
+            "model": model, "tokenizer": tokenizer}
+
+
 def run_qlorafx(workdir: Path) -> dict:
     """qlorafx's own pipeline and its default batching (packing into 1,024-token rows). One row
     holds about as many tokens as the baselines' 8 padded examples, so micro_batch_size 1 keeps
@@ -93,12 +103,7 @@ def run_trainer_padding(workdir: Path) -> dict:
                              max_grad_norm=0.3, logging_steps=10, save_strategy="no", report_to="none",
                              seed=common.SEED, use_cpu=True, remove_unused_columns=False, disable_tqdm=True)
     trainer = Trainer(model=model, args=args, train_dataset=features, data_collator=collate)
-    started = time.perf_counter()
-    trainer.train()
-    wall = time.perf_counter() - started
-    tokens, padding = _tokens_and_padding(lengths)
-    return {"wall_s": wall, "tokens": tokens, "padding": padding, "steps": trainer.state.global_step,
-            "model": model, "tokenizer": tokenizer}
+    return _timed(trainer, lengths, model, tokenizer)
 
 
 def run_trl(workdir: Path) -> dict:
@@ -129,12 +134,7 @@ def run_trl(workdir: Path) -> dict:
         return collate(batch)
 
     trainer.data_collator = counting
-    started = time.perf_counter()
-    trainer.train()
-    wall = time.perf_counter() - started
-    tokens, padding = _tokens_and_padding(lengths)
-    return {"wall_s": wall, "tokens": tokens, "padding": padding, "steps": trainer.state.global_step,
-            "model": model, "tokenizer": tokenizer}
+    return _timed(trainer, lengths, model, tokenizer)
 
 
 SETUPS = {"qlorafx": run_qlorafx, "trainer_padding": run_trainer_padding, "trl_sft": run_trl}

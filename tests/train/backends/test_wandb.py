@@ -47,14 +47,20 @@ def test_wandb_run_carries_the_recipe_and_the_settings(tracked):
     assert logged.exit_code == 0
 
 
-def test_wandb_files_go_to_the_run_directory_without_wandb_dir(tmp_path, monkeypatch):
+@pytest.fixture
+def offline_wandb(tmp_path, monkeypatch):
+    """(the tiny recipe with the wandb backend, an empty run directory); wandb offline, its files under tmp_path."""
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.delenv("WANDB_DIR", raising=False)
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "cache"))
-    loaded = load_recipe(tiny_recipe(tmp_path), ["logging.backends=[wandb]", "logging.wandb.mode=offline"])
     run_dir = tmp_path / "run"
     run_dir.mkdir()
+    return load_recipe(tiny_recipe(tmp_path), ["logging.backends=[wandb]", "logging.wandb.mode=offline"]), run_dir
+
+
+def test_wandb_files_go_to_the_run_directory_without_wandb_dir(offline_wandb):
+    loaded, run_dir = offline_wandb
     with pytest.raises(RuntimeError, match="boom"):
         with tracking(["wandb"], RunInfo(loaded.recipe, loaded.to_yaml(), run_dir)) as backends:
             files = Path(backends[0].wandb_run.dir)  # <offline run>/files
@@ -67,14 +73,8 @@ def test_wandb_files_go_to_the_run_directory_without_wandb_dir(tmp_path, monkeyp
     assert logged.exit_code == 1  # a run that raised is marked failed
 
 
-def test_a_resumed_run_continues_the_same_wandb_run(tmp_path, monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.delenv("WANDB_DIR", raising=False)
-    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "cache"))
-    loaded = load_recipe(tiny_recipe(tmp_path), ["logging.backends=[wandb]", "logging.wandb.mode=offline"])
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
+def test_a_resumed_run_continues_the_same_wandb_run(offline_wandb):
+    loaded, run_dir = offline_wandb
 
     def part(resumed: bool, step: int) -> str:
         with tracking(["wandb"], RunInfo(loaded.recipe, loaded.to_yaml(), run_dir, resumed=resumed)) as backends:
