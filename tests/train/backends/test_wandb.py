@@ -87,3 +87,15 @@ def test_a_resumed_run_continues_the_same_wandb_run(offline_wandb):
     assert len(parts) == 2 and all(f"-{first}" in p.name for p in parts)  # `wandb sync` joins them
     assert [row["_step"] for p in parts for row in read_offline_run(p).history] == [1, 2]
     assert part(False, 1) != first  # a run started afresh is a new wandb run
+
+
+def test_a_damaged_wandb_record_stops_the_resume_with_the_fix(offline_wandb):
+    from qlorafx.errors import UserError
+
+    loaded, run_dir = offline_wandb
+    (run_dir / "wandb-run.json").write_text("{not json")
+    with pytest.raises(UserError, match=r"wandb-run.json does not hold a wandb run id .*delete it to log the resumed "
+                                        r"part to a new wandb run"):
+        with tracking(["wandb"], RunInfo(loaded.recipe, loaded.to_yaml(), run_dir, resumed=True)):
+            pass
+    assert not list(run_dir.glob("wandb/offline-run-*"))  # no wandb run was started

@@ -16,6 +16,7 @@ import json
 import os
 from typing import Any
 
+from qlorafx.errors import UserError
 from qlorafx.train.backends.base import Backend, RunInfo, scalars
 
 
@@ -23,12 +24,18 @@ RUN_RECORD = "wandb-run.json"
 
 
 def _recorded_id(path) -> str | None:
-    """The wandb run id an earlier part of this run recorded; None when there is none to continue."""
+    """The wandb run id an earlier part of this run recorded; None when there is none (wandb was
+    not on then). A damaged record is an error: guessing would split the run's curves in two."""
+    if not path.is_file():
+        return None
     try:
         found = json.loads(path.read_text(encoding="utf-8")).get("id")
-    except (OSError, ValueError, AttributeError):  # no record (wandb was not on then), or a damaged one
-        return None
-    return found if isinstance(found, str) and found else None
+    except (ValueError, AttributeError):
+        found = None
+    if not (isinstance(found, str) and found):
+        raise UserError(f"{path} does not hold a wandb run id (expected {{\"id\": \"...\"}}); fix it, or delete it "
+                        f"to log the resumed part to a new wandb run")
+    return found
 
 
 class WandbBackend(Backend):
