@@ -93,3 +93,13 @@ def test_position_ids_alone_do_not_isolate_examples_with_sdpa(model):
                       position_ids=torch.tensor([list(range(8)) + list(range(6))])).logits[0, 8:]
         alone = model(input_ids=torch.tensor([second])).logits[0]
     assert (leaky - alone).abs().max() > 1e-3
+
+
+def test_no_example_in_a_row_is_a_target_of_the_one_before():
+    """The first token of each packed example carries no label (nothing of its own precedes it);
+    every other label is kept as it was."""
+    examples = [{"input_ids": [1, 2, 3], "labels": [1, 2, 3]}, {"input_ids": [4, 5], "labels": [4, -100]},
+                {"input_ids": [6], "labels": [6]}]
+    [row] = pack(examples, max_length=8)
+    assert row.input_ids == [1, 2, 3, 4, 5, 6]
+    assert row.labels == [IGNORE_INDEX, 2, 3, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX]

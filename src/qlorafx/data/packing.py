@@ -3,11 +3,18 @@
 Longest examples first, each into the first row with room (a segment tree over the rows'
 free space finds it in log time). Rows remember where each example starts, so the collator
 can keep packed examples from attending to each other and restart their positions.
+
+An example's first token is never a target: nothing of its own comes before it. In a row it
+follows the previous example's last token, which must not learn to predict it, so its label is
+masked (as transformers' DataCollatorWithFlattening does). Alone, the shift drops that label
+anyway: a packed example trains on exactly the tokens it trains on alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from qlorafx.data.collate import IGNORE_INDEX
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,11 @@ class _FreeSpace:
             self.tree[node] = max(self.tree[2 * node], self.tree[2 * node + 1])
 
 
+def without_first_target(labels: list[int]) -> list[int]:
+    """An example's labels as they go into a row shared with others: its first token no target."""
+    return [IGNORE_INDEX, *labels[1:]] if labels else []
+
+
 def pack(examples: list[dict], max_length: int) -> list[Row]:
     """Rows in the order they were opened; every example lands in exactly one row."""
     order = sorted(range(len(examples)), key=lambda i: -len(examples[i]["input_ids"]))
@@ -56,7 +68,8 @@ def pack(examples: list[dict], max_length: int) -> list[Row]:
         rows[row].append(i)
         space.take(row, need)
     return [
-        Row([t for i in row for t in examples[i]["input_ids"]], [t for i in row for t in examples[i]["labels"]],
+        Row([t for i in row for t in examples[i]["input_ids"]],
+            [t for i in row for t in without_first_target(examples[i]["labels"])],
             tuple(len(examples[i]["input_ids"]) for i in row))
         for row in rows
     ]

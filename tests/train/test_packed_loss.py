@@ -1,0 +1,81 @@
+"""Packing changes how examples are batched, never what they train on: through the real data
+preparation, the real collators and the Trainer's own loss (its token count and compute_loss), the
+same examples packed and unpacked give the same summed loss over the same number of target tokens,
+for a tokenizer that adds BOS (the byte tokenizer) and one that adds none (../shared/data's tiny_bpe,
+as Qwen2.5 and GPT-NeoX add none), training on the inputs or not."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from qlorafx.data.build import prepare
+from qlorafx.data.collate import COLLATORS, IGNORE_INDEX, collator_for
+from qlorafx.recipe.schema import Recipe
+from qlorafx.train.optimizers import OPTIMIZERS
+from qlorafx.train.trainers import TRAINERS
+from tests.train.tiny import QUICKSTART_DATA
+
+
+def _recipe(tmp_path, packing: bool, train_on_inputs: bool, fmt: str) -> Recipe:
+    return Recipe.model_validate({
+        "model": {"loader": "from_config", "config": {"model_type": "llama"}},
+        "data": {"datasets": [{"path": str(QUICKSTART_DATA), "format": fmt, "max_examples": 24}],
+                 "max_length": 512, "val_size": 0, "packing": packing, "train_on_inputs": train_on_inputs},
+        "optimizer": {"name": "adamw"},
+        "training": {"micro_batch_size": 4, "max_steps": 1},
+        "output_dir": str(tmp_path / "run"),
+    })
+
+
+def _model(vocab_size: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=2, vocab_size=vocab_size, max_position_embeddings=512)
+    return LlamaForCausalLM(config).eval()
+
+
+def trainer_loss(tmp_path, tokenizer, model, packing: bool, train_on_inputs: bool, fmt: str = "alpaca"):
+    """(summed loss, target tokens, prepared data) over every batch of the prepared training data,
+    as the Trainer computes them: its count of the batch's targets, and compute_loss's mean over
+    that count."""
+    recipe = _recipe(tmp_path / f"p{packing}", packing, train_on_inputs, fmt)
+    prepared = prepare(recipe, tokenizer, log=lambda *_: None)
+    collator = COLLATORS.get(collator_for(recipe, encoder_decoder=False))(tokenizer.pad_token_id, "sdpa")
+    trainer = TRAINERS.get("causal_lm")(recipe, model, tokenizer, prepared, collator=collator,
+                                        optimizer=OPTIMIZERS.get("adamw")(recipe.optimizer), callbacks=[],
+                                        run_dir=tmp_path / f"p{packing}")
+    total, targets = torch.tensor(0.0, dtype=torch.float64), 0
+    with torch.no_grad():
+        for batch in trainer.get_train_dataloader():
+            _, count = trainer.get_batch_samples(iter([batch]), 1, trainer.args.device)
+            loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=count)
+            total += loss.double() * count
+            targets += int(count)
+    return total.item(), targets, prepared
+
+
+def _tiny_bpe(shared_data):
+    """A BPE tokenizer that adds no BOS; its <|endoftext|> made EOS (and pad), as Qwen2.5's is."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(shared_data / "tokenizers" / "tiny_bpe"))
+    tokenizer.eos_token = tokenizer.pad_token = "<|endoftext|>"
+    assert tokenizer("Hi")["input_ids"][0] != tokenizer.bos_token_id  # no BOS: the first token is text
+    return tokenizer
+
+
+@pytest.mark.parametrize("train_on_inputs", [False, True])
+@pytest.mark.parametrize("which", ["byte (BOS)", "tiny_bpe (no BOS)"])
+def test_packed_and_unpacked_train_on_the_same_targets(tmp_path, byte_tokenizer, request, which, train_on_inputs):
+    tokenizer = byte_tokenizer if which.startswith("byte") else _tiny_bpe(request.getfixturevalue("shared_data"))
+    model = _model(len(tokenizer))
+    alone, alone_targets, unpacked = trainer_loss(tmp_path, tokenizer, model, False, train_on_inputs)
+    packed, packed_targets, rows = trainer_loss(tmp_path, tokenizer, model, True, train_on_inputs)
+    assert len(rows.train) < len(unpacked.train)  # several examples did share a row
+    # each example alone: every label but the first is a target (the shift drops the first)
+    assert alone_targets == sum(sum(label != IGNORE_INDEX for label in e["labels"][1:]) for e in unpacked.train)
+    assert packed_targets == alone_targets, (packed_targets, alone_targets)
+    assert packed == pytest.approx(alone, rel=1e-5), (packed, alone)
