@@ -397,6 +397,8 @@ class Generator:
         if not self._seeded:  # once: later answers continue the same random stream
             from transformers import set_seed
 
+            self.model  # loaded first: loading draws random numbers (peft initializes LoRA before loading it)
+
             set_seed(self.sampling.seed)
             self._seeded = True
         answers = []
