@@ -6,6 +6,8 @@ as Qwen2.5 and GPT-NeoX add none), training on the inputs or not."""
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
@@ -28,22 +30,26 @@ def _recipe(tmp_path, packing: bool, train_on_inputs: bool, fmt: str) -> Recipe:
     })
 
 
-def _model(vocab_size: int):
+def _model(vocab_size: int, attn: str = "sdpa"):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
     config = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                          num_key_value_heads=2, vocab_size=vocab_size, max_position_embeddings=512)
-    return LlamaForCausalLM(config).eval()
+    model = LlamaForCausalLM(config).eval()
+    # set after init: init checks that the flash-attn package is installed, which it is not on CPU
+    model.config._attn_implementation = attn
+    return model
 
 
-def trainer_loss(tmp_path, tokenizer, model, packing: bool, train_on_inputs: bool, fmt: str = "alpaca"):
+def trainer_loss(tmp_path, tokenizer, model, packing: bool, train_on_inputs: bool, fmt: str = "alpaca",
+                 attn: str = "sdpa"):
     """(summed loss, target tokens, prepared data) over every batch of the prepared training data,
     as the Trainer computes them: its count of the batch's targets, and compute_loss's mean over
     that count."""
     recipe = _recipe(tmp_path / f"p{packing}", packing, train_on_inputs, fmt)
     prepared = prepare(recipe, tokenizer, log=lambda *_: None)
-    collator = COLLATORS.get(collator_for(recipe, encoder_decoder=False))(tokenizer.pad_token_id, "sdpa")
+    collator = COLLATORS.get(collator_for(recipe, encoder_decoder=False))(tokenizer.pad_token_id, attn)
     trainer = TRAINERS.get("causal_lm")(recipe, model, tokenizer, prepared, collator=collator,
                                         optimizer=OPTIMIZERS.get("adamw")(recipe.optimizer), callbacks=[],
                                         run_dir=tmp_path / f"p{packing}")
@@ -79,3 +85,62 @@ def test_packed_and_unpacked_train_on_the_same_targets(tmp_path, byte_tokenizer,
     assert alone_targets == sum(sum(label != IGNORE_INDEX for label in e["labels"][1:]) for e in unpacked.train)
     assert packed_targets == alone_targets, (packed_targets, alone_targets)
     assert packed == pytest.approx(alone, rel=1e-5), (packed, alone)
+
+
+
+# flash-attn's two kernels, with its signatures and layouts, computed on CPU: what transformers' own
+# flash-attention integration calls (modeling_flash_attention_utils._flash_attention_forward)
+def _attend(q, k, v, softmax_scale, causal):  # (seq, heads, dim) each
+    out = torch.nn.functional.scaled_dot_product_attention(
+        q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1), is_causal=causal, scale=softmax_scale, enable_gqa=True)
+    return out.transpose(0, 1)
+
+
+def flash_attn_func(q, k, v, dropout_p=0.0, softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0,
+                    deterministic=False):
+    """(batch, seq, heads, dim): every row attends within itself."""
+    return torch.stack([_attend(q[b], k[b], v[b], softmax_scale, causal) for b in range(q.shape[0])])
+
+
+def flash_attn_varlen_func(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, dropout_p=0.0,
+                           softmax_scale=None, causal=False, window_size=(-1, -1), softcap=0.0, deterministic=False):
+    """(total, heads, dim), sequences given by their cumulative lengths: none attends to another."""
+    assert cu_seqlens_q.dtype == torch.int32 and torch.equal(cu_seqlens_q, cu_seqlens_k)
+    bounds = cu_seqlens_q.tolist()
+    assert max(b - a for a, b in zip(bounds, bounds[1:])) == max_seqlen_q == max_seqlen_k
+    return torch.cat([_attend(q[a:b], k[a:b], v[a:b], softmax_scale, causal) for a, b in zip(bounds, bounds[1:])])
+
+
+@pytest.fixture
+def flash_attention_on_cpu(monkeypatch):
+    """transformers' flash_attention_2 integration, unchanged, over the CPU kernels above: it decides
+    from what the model is handed (a padding mask, cu_seq_lens, one row of restarting positions, or
+    none of these) whether examples stay apart, exactly as it does over the real kernels on a GPU."""
+    from transformers import modeling_flash_attention_utils as fa
+
+    calls = []
+
+    def recorded(kernel):
+        @functools.wraps(kernel)  # transformers reads the kernel's signature to know what it accepts
+        def call(*args, **kwargs):
+            calls.append(kernel.__name__)
+            return kernel(*args, **kwargs)
+        return call
+
+    kernels = (recorded(flash_attn_func), recorded(flash_attn_varlen_func), None, fa._pad_input, fa._unpad_input)
+    monkeypatch.setattr(fa, "_lazy_imports", lambda *args, **kwargs: kernels)
+    monkeypatch.setattr(fa, "_loaded_implementation", None)
+    yield calls
+    monkeypatch.setattr(fa, "_loaded_implementation", None)
+
+
+def test_flash_attention_2_trains_packed_examples_apart(tmp_path, byte_tokenizer, flash_attention_on_cpu):
+    """What the packed collator hands flash_attention_2, through the Trainer and transformers' flash
+    integration into every attention layer: the summed loss and target count are those of the
+    examples alone (over the real kernel on a GPU: bench/gpu_fa2_packing.py)."""
+    alone, alone_targets, _ = trainer_loss(tmp_path, byte_tokenizer, _model(len(byte_tokenizer)), False, True)
+    flash = _model(len(byte_tokenizer), "flash_attention_2")
+    packed, packed_targets, _ = trainer_loss(tmp_path, byte_tokenizer, flash, True, True, attn="flash_attention_2")
+    assert packed_targets == alone_targets
+    assert packed == pytest.approx(alone, rel=1e-5), (packed, alone)
+    assert set(flash_attention_on_cpu) == {"flash_attn_varlen_func"}  # the kernel that keeps sequences apart

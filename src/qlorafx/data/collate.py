@@ -4,9 +4,14 @@ Entries are factories taking the pad token id and the attention implementation; 
 imported when a batch is built. Padding never carries loss.
 
 Packed rows must keep their examples apart. Measured with transformers 5 on CPU: with sdpa,
-restarting ``position_ids`` alone does NOT stop attention across examples; a 4D block-diagonal
-causal mask does (boolean for sdpa, additive float for eager). flash_attention_2 isolates
-examples from the restarting ``position_ids`` alone, so it gets no 4D mask.
+restarting ``position_ids`` alone does NOT stop attention across examples (the model builds a
+cache in its forward, and transformers then ignores them for the mask); a 4D block-diagonal
+causal mask does (boolean for sdpa, additive float for eager). flash_attention_2 takes no 4D mask,
+and reads restarting ``position_ids`` as boundaries only in a batch of ONE row (see
+``_is_packed_sequence`` in transformers' modeling_flash_attention_utils): so for it the whole
+micro-batch is flattened into one row, padding-free, as transformers' DataCollatorWithFlattening
+does, with the boundaries also given outright (``cu_seq_lens_q/k``, ``max_length_q/k``), which
+the flash kernel's variable-length path takes as they are.
 """
 
 from __future__ import annotations
@@ -89,6 +94,27 @@ def block_causal_mask(lengths: list[list[int]], width: int):
     return mask
 
 
+def flattened(rows: list[dict[str, list[int]]]) -> dict[str, Any]:
+    """The micro-batch's rows as ONE row with no padding, for a variable-length attention kernel:
+    positions restart at each example, and the examples' boundaries are given as flash attention's
+    cumulative lengths. Each example's first label is already masked by packing."""
+    import torch
+
+    lengths = [length for r in rows for length in r["lengths"]]
+    bounds = [0]
+    for length in lengths:
+        bounds.append(bounds[-1] + length)
+    cu_seq_lens = torch.tensor(bounds, dtype=torch.int32)
+    return {
+        "input_ids": torch.tensor([[t for r in rows for t in r["input_ids"]]]),
+        "labels": torch.tensor([[t for r in rows for t in r["labels"]]]),
+        "position_ids": torch.tensor([[p for length in lengths for p in range(length)]]),
+        "cu_seq_lens_q": cu_seq_lens, "cu_seq_lens_k": cu_seq_lens,
+        "max_length_q": max(lengths), "max_length_k": max(lengths),
+        NUM_TOKENS: bounds[-1],
+    }
+
+
 @COLLATORS.register("packed")
 def packed(pad_token_id: int, attn_implementation: str = "sdpa") -> Collator:
     """Rows of packed examples: positions restart per example; attention stays inside each one."""
@@ -96,19 +122,19 @@ def packed(pad_token_id: int, attn_implementation: str = "sdpa") -> Collator:
     def collate(rows: list[dict[str, list[int]]]) -> dict[str, Any]:
         import torch
 
+        if attn_implementation == "flash_attention_2":
+            return flattened(rows)
         width = max(len(r["input_ids"]) for r in rows)
         positions = [[p for length in r["lengths"] for p in range(length)] for r in rows]
-        batch = {
+        mask = block_causal_mask([r["lengths"] for r in rows], width)
+        if attn_implementation == "eager":  # eager adds the mask to the attention scores
+            mask = torch.zeros(mask.shape).masked_fill(~mask, torch.finfo(torch.float32).min)
+        return {
             "input_ids": torch.tensor(_pad([r["input_ids"] for r in rows], width, pad_token_id)),
             "labels": torch.tensor(_pad([r["labels"] for r in rows], width, IGNORE_INDEX)),
             "position_ids": torch.tensor(_pad(positions, width, 0)),
+            "attention_mask": mask,
             NUM_TOKENS: sum(len(r["input_ids"]) for r in rows),
         }
-        if attn_implementation != "flash_attention_2":
-            mask = block_causal_mask([r["lengths"] for r in rows], width)
-            if attn_implementation == "eager":  # eager adds the mask to the attention scores
-                mask = torch.zeros(mask.shape).masked_fill(~mask, torch.finfo(torch.float32).min)
-            batch["attention_mask"] = mask
-        return batch
 
     return collate
