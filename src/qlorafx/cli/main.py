@@ -8,6 +8,7 @@ import sys
 from qlorafx import __version__
 from qlorafx.cli import chat, env, estimate, evaluate, generate, merge, preprocess, recipes, report, schema, show, train, validate
 from qlorafx.errors import UserError
+from qlorafx.interrupts import ctrl_c_always_stops
 
 COMMANDS = (train, validate, show, evaluate, preprocess, estimate, generate, chat, merge, recipes, report, schema, env)
 
@@ -40,7 +41,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     try:
-        return args.run(args) or 0
+        with ctrl_c_always_stops():  # a Ctrl-C during the heavy imports must not be lost
+            return args.run(args) or 0
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ import os
 import sys
 
 from qlorafx.cli.common import add_recipe_arguments, load
+from qlorafx.interrupts import stop_if_interrupted
 
 
 def add_parser(commands) -> None:
@@ -61,6 +62,8 @@ def run(args) -> int:
     quiet_libraries()  # before the heavy imports: some libraries warn while importing
     from qlorafx.train.checkpoints import AlreadyFinished
     from qlorafx.train.pipeline import Interrupted, train
+
+    stop_if_interrupted()  # a Ctrl-C swallowed during those imports stops here, before anything is read or written
 
     try:
         summary = train(loaded.recipe, loaded.to_yaml(), overwrite=args.overwrite, resume=args.resume,

@@ -20,6 +20,7 @@ from qlorafx.data.build import prepare as prepare_data
 from qlorafx.data.collate import COLLATORS, collator_for
 from qlorafx.data import report as data_report
 from qlorafx.infer.generate import generate_text
+from qlorafx.interrupts import stop_if_interrupted
 from qlorafx.model.adapter import add_lora, check_lora, initialize_from_data, save_adapter
 from qlorafx.model.architecture import is_encoder_decoder
 from qlorafx.model.loaders import MODEL_LOADERS, skeleton
@@ -103,6 +104,7 @@ def train(recipe: Recipe, recipe_yaml: str, overwrite: bool = False, log=print, 
     log(data_report.one_line(data_summary, recipe.data.max_length))
 
     check_lora(skeleton(config), recipe)
+    stop_if_interrupted()  # a Ctrl-C swallowed while loading libraries or data: stop before writing anything
 
     compute_dtype = resolve_compute_dtype(recipe.quantization.compute_dtype)
     if main and checkpoint is None:
@@ -116,6 +118,7 @@ def train(recipe: Recipe, recipe_yaml: str, overwrite: bool = False, log=print, 
     set_seed(recipe.training.seed)
     model = loader.model(recipe, tokenizer, run_dir, compute_dtype, quantization_config(recipe.quantization, compute_dtype))
     keep_weights_trainable_on_cpu(model)
+    stop_if_interrupted()  # the weights can take minutes to load; a swallowed Ctrl-C stops before training
     model = add_lora(model, recipe, run_dir if main else None)
     trainable, total = model.get_nb_trainable_parameters()
     q = recipe.quantization
@@ -140,6 +143,7 @@ def train(recipe: Recipe, recipe_yaml: str, overwrite: bool = False, log=print, 
             evaluate_first=bool(data.val) and checkpoint is None,
         )
         initialize_from_data(model, recipe, trainer.get_train_dataloader)  # EVA; before the optimizer exists
+        stop_if_interrupted()
         with stop.installed():
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         before = _eval_loss_at_start(trainer.state.log_history if checkpoint is None else _metrics(run_dir))
