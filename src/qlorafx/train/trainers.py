@@ -76,15 +76,26 @@ def _token_counting_trainer():
     from transformers import Trainer
 
     from qlorafx.data.collate import NUM_TOKENS
+    from qlorafx.train import labelled_head
 
     class TokenCountingTrainer(Trainer):
-        """Trainer that counts the non-padding tokens it trains on (state.num_input_tokens_seen)."""
+        """Trainer that counts the non-padding tokens it trains on (state.num_input_tokens_seen) and
+        applies the output head and the loss at labelled positions only (train/labelled_head.py)."""
+
+        # off only to compare against the full computation (tests, bench/gpu_head.py); it never
+        # changes what is computed, only the time and memory it takes
+        head_only_where_loss = True
 
         def compute_loss(self, model, inputs, *args, **kwargs):
             tokens = inputs.pop(NUM_TOKENS, 0)
             if model.training:
                 self.state.num_input_tokens_seen += tokens
-            return super().compute_loss(model, inputs, *args, **kwargs)
+            unwrapped = self.accelerator.unwrap_model(model)
+            if (not self.head_only_where_loss or "labels" not in inputs or self.label_smoother is not None
+                    or self.compute_loss_func is not None or labelled_head.full_path_reason(unwrapped)):
+                return super().compute_loss(model, inputs, *args, **kwargs)
+            with labelled_head.labelled_positions_only(unwrapped, inputs) as kept:
+                return super().compute_loss(model, kept, *args, **kwargs)
 
     return TokenCountingTrainer
 
