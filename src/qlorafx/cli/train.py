@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
+from qlorafx import processes
 from qlorafx.cli.common import add_recipe_arguments, load
 from qlorafx.interrupts import stop_if_interrupted
 
@@ -40,7 +40,7 @@ def run(args) -> int:
 
         raise UserError("--overwrite starts over and --resume continues: choose one")
     loaded = load(args)  # all recipe problems are reported before torch is even imported
-    if args.nproc > 1 and "LOCAL_RANK" not in os.environ:
+    if args.nproc > 1 and not processes.launched():
         from pathlib import Path
 
         from qlorafx.train import checkpoints, run_dir
@@ -74,7 +74,7 @@ def run(args) -> int:
     except Interrupted as stopped:
         print(f"stopped: {stopped}", file=sys.stderr)
         return 130
-    if os.environ.get("RANK", "0") != "0":
+    if not processes.is_main():
         return 0
     print(f"done: {summary.steps} steps in {summary.wall_seconds:.0f}s; run directory {summary.run_dir}")
     if summary.eval_loss_before is not None and summary.eval_loss_after is not None:

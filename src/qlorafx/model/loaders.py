@@ -8,11 +8,11 @@ quantization is applied exactly as for a real checkpoint.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from qlorafx import processes
 from qlorafx.model.architecture import auto_class, is_encoder_decoder
 from qlorafx.registry import Registry
 
@@ -75,7 +75,9 @@ def load_weights(path: str, recipe, compute_dtype: str, quant_config):
         attn_implementation=m.attn_implementation,
         quantization_config=quant_config,
         dtype=getattr(torch, weights_dtype(recipe.quantization, compute_dtype)),
-        device_map={"": 0} if torch.cuda.is_available() else None,
+        # each process's copy on its own GPU: bitsandbytes quantizes where the weights land, and a 4-bit
+        # model cannot be moved afterwards (accelerate refuses to train one on another device)
+        device_map={"": processes.local_rank()} if torch.cuda.is_available() else None,
     )
 
 
@@ -126,7 +128,7 @@ class FromConfig:
 
         torch.manual_seed(recipe.training.seed)
         base_dir = run_dir / "base_model"
-        if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 writes the run directory;
+        if not processes.is_main():  # under torchrun only rank 0 writes the run directory;
             base_dir = Path(tempfile.mkdtemp(prefix="qlorafx-base-"))  # the same seed gives the same weights
         hf_logging.disable_progress_bar()  # a few-MB model: shard and weight progress bars are noise
         try:

@@ -10,12 +10,12 @@ torchrun only rank 0 writes the run directory.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from qlorafx import processes
 from qlorafx.data.build import prepare as prepare_data
 from qlorafx.data.collate import COLLATORS, collator_for
 from qlorafx.data import report as data_report
@@ -63,10 +63,6 @@ class Interrupted(Exception):
     """Stopped by SIGTERM or Ctrl-C after saving a checkpoint; the message says how to resume."""
 
 
-def _is_main_process() -> bool:
-    return os.environ.get("RANK", "0") == "0"  # set by torchrun; absent in a single process
-
-
 def _metrics(run_dir: Path) -> list[dict]:
     path = run_dir / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.is_file() else []
@@ -85,7 +81,7 @@ def train(recipe: Recipe, recipe_yaml: str, overwrite: bool = False, log=print, 
     started = time.perf_counter()
     quiet_libraries()
     run_dir = Path(recipe.output_dir)
-    main = _is_main_process()
+    main = processes.is_main()
     if resume:
         checkpoint = checkpoints.resume_point(run_dir, resume if isinstance(resume, str) else None, force, recipe_yaml)
         log(f"resuming from {checkpoint} (step {checkpoints.step_of(checkpoint)})")

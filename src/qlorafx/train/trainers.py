@@ -7,10 +7,10 @@ logging; qlorafx gives it the optimizer class from the registry and its own call
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Callable
 
+from qlorafx import processes
 from qlorafx.model.architecture import is_encoder_decoder
 from qlorafx.model.quantize import resolve_compute_dtype
 from qlorafx.registry import Registry
@@ -59,7 +59,7 @@ def training_arguments(recipe, run_dir: Path, evaluate_first: bool = False):
         data_seed=t.seed,
         use_cpu=not torch.cuda.is_available(),
         # data-parallel on CPU under torchrun needs gloo (nccl is GPU-only); a single process needs none
-        ddp_backend="gloo" if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+        ddp_backend="gloo" if not torch.cuda.is_available() and processes.world_size() > 1 else None,
         remove_unused_columns=False,
         include_num_input_tokens_seen="no",  # counted by TokenCountingTrainer, which knows about packing
         disable_tqdm=True,
@@ -68,7 +68,7 @@ def training_arguments(recipe, run_dir: Path, evaluate_first: bool = False):
         # autocast for what is not 4-bit (LoRA, norms) in the compute dtype, as qlora.py does on GPUs
         bf16=gpu and compute == "bfloat16",
         fp16=gpu and compute == "float16",
-        **sharding_arguments(t.distributed if int(os.environ.get("WORLD_SIZE", "1")) > 1 else "ddp"),
+        **sharding_arguments(t.distributed if processes.world_size() > 1 else "ddp"),
     )
 
 

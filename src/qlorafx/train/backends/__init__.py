@@ -11,11 +11,11 @@ backend opens, so a recipe that does not list them never imports them.
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from importlib.util import find_spec
 from typing import Iterator
 
+from qlorafx import processes
 from qlorafx.errors import UserError
 from qlorafx.recipe.errors import Problem
 from qlorafx.registry import Registry
@@ -60,11 +60,6 @@ def require_packages(names: list[str]) -> None:
         raise BackendUnavailableError("; ".join(f"logging.backends.{i}: {m}" for i, m in missing.items()))
 
 
-def is_main_process() -> bool:
-    # torchrun sets RANK in every process; only the first one tracks (one wandb run, one bar)
-    return os.environ.get("RANK", "0") == "0"
-
-
 def open_backends(names: list[str], run: RunInfo) -> list[Backend]:
     """Open the named backends in order; if one fails to open, close those already open."""
     opened: list[Backend] = []
@@ -85,7 +80,8 @@ def close_backends(backends: list[Backend], failed: bool = False) -> None:
 @contextmanager
 def tracking(names: list[str], run: RunInfo) -> Iterator[list[Backend]]:
     """The named backends, open for the block (main process only); closed as failed on an error."""
-    backends = open_backends(names if is_main_process() else [], run)
+    # only the first process tracks (one wandb run, one bar)
+    backends = open_backends(names if processes.is_main() else [], run)
     try:
         yield backends
     except BaseException:
