@@ -46,7 +46,8 @@ def built(tmp_path, overrides):
 @pytest.mark.parametrize("overrides", [
     [], ["quantization.double_quant=false"], ["quantization.quant_type=fp4"], ["quantization.bits=8"],
     ["quantization.bits=16"], ["lora.use_dora=true", "lora.modules_to_save=[lm_head]", "lora.layers_to_transform=[0]"],
-], ids=["nf4-dq", "nf4", "fp4-dq", "int8", "16bit", "dora-save-layers"])
+    ["lora.dtype=bfloat16", "lora.modules_to_save=[lm_head]"],
+], ids=["nf4-dq", "nf4", "fp4-dq", "int8", "16bit", "dora-save-layers", "bf16-adapter"])
 def test_weights_and_trainable_parameters_match_the_built_model(tmp_path, overrides):
     recipe, model, e = built(tmp_path, overrides)
     quantized = [p for p in model.parameters() if type(p).__name__ in ("Params4bit", "Int8Params")]
@@ -58,6 +59,7 @@ def test_weights_and_trainable_parameters_match_the_built_model(tmp_path, overri
     assert e.quantized_weights == sum(quant.values())
     assert e.other_weights == sum(other.values())
     assert e.lora_params == sum(storages(trainable).values())
+    assert {p.dtype for p in trainable} == {getattr(torch, recipe.lora.dtype)}
 
 
 @pytest.mark.parametrize("double_quant, constant_bits", [(True, 0.127), (False, 0.5)])
@@ -71,10 +73,12 @@ def test_quantization_constants_cost_what_the_qlora_paper_says(double_quant, con
     assert extra_bits == pytest.approx(constant_bits, abs=0.001)
 
 
-@pytest.mark.parametrize("name", OPTIMIZERS.keys())
-def test_gradients_and_optimizer_states_match_after_a_step(tmp_path, name):
-    # r=48: some LoRA matrices have fewer than 4096 values (bitsandbytes keeps their state in fp32), some more
-    recipe, model, e = built(tmp_path, [f"optimizer.name={name}", "lora.r=48"])
+@pytest.mark.parametrize("name, dtype", [*((name, "float32") for name in OPTIMIZERS.keys()),
+                                         ("adamw", "bfloat16"), ("paged_adamw_32bit", "bfloat16")])
+def test_gradients_and_optimizer_states_match_after_a_step(tmp_path, name, dtype):
+    # r=48: some LoRA matrices have fewer than 4096 values (bitsandbytes keeps their state in fp32), some more.
+    # bf16 adapters: torch's AdamW keeps bf16 moments, bitsandbytes' 32-bit one fp32 moments.
+    recipe, model, e = built(tmp_path, [f"optimizer.name={name}", "lora.r=48", f"lora.dtype={dtype}"])
     trainable = [p for p in model.parameters() if p.requires_grad]
     cls, kwargs = OPTIMIZERS.get(name)(recipe.optimizer)
     optimizer = cls(trainable, **kwargs)

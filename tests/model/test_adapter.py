@@ -57,3 +57,32 @@ def test_bad_targets_fail_before_the_run_directory_is_made(tmp_path):
     with pytest.raises(TargetError, match="named down_proj, gate_proj"):
         train(loaded.recipe, loaded.to_yaml(), log=lambda *_: None)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_bfloat16_adapter_trains_on_a_4bit_base(tmp_path):
+    """lora.dtype bfloat16 (qlora.py under --bf16): the trained tensors and their gradients are bf16, the
+    4-bit base's output stays in its dtype, and AdamW steps lower the loss on a fixed batch."""
+    from qlorafx.model.loaders import MODEL_LOADERS
+    from qlorafx.model.quantize import keep_weights_trainable_on_cpu, quantization_config
+
+    recipe = load_recipe(tiny_recipe(tmp_path), ["lora.dtype=bfloat16"]).recipe
+    loader = MODEL_LOADERS.get(recipe.model.loader)
+    (tmp_path / "run").mkdir()
+    base = loader.model(recipe, loader.tokenizer(recipe), tmp_path / "run", "float32",
+                        quantization_config(recipe.quantization, "float32"))
+    keep_weights_trainable_on_cpu(base)
+    model = add_lora(base, recipe)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert {p.dtype for p in trainable} == {torch.bfloat16}
+    optimizer = torch.optim.AdamW(trainable, lr=1e-2)
+    ids = torch.randint(3, 259, (2, 24), generator=torch.Generator().manual_seed(0))
+    losses = []
+    for _ in range(6):
+        out = model(input_ids=ids, labels=ids)
+        assert out.logits.dtype == torch.float32
+        out.loss.backward()
+        assert {p.grad.dtype for p in trainable} == {torch.bfloat16}
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(out.loss.item())
+    assert losses[-1] < 0.9 * losses[0], losses

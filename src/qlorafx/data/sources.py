@@ -146,11 +146,13 @@ def _file_records(path: Path, limit: int | None) -> list[dict[str, Any]]:
 
 
 def hub_records(dataset_id: str, split: str) -> list[dict[str, Any]]:
-    offline = next((f"{name}={os.environ[name]}" for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")  # as the hub
-                    if os.environ.get(name, "").upper() in {"1", "ON", "YES", "TRUE"}), None)  # library reads them
+    from qlorafx.hub import offline_reason
+
+    offline = ("offline (HF_DATASETS_OFFLINE=1)" if os.environ.get("HF_DATASETS_OFFLINE", "").upper()
+               in {"1", "ON", "YES", "TRUE"} else offline_reason())  # as the datasets library reads it
     if offline:
         raise DataFileError(
-            f"{dataset_id}: is a hub dataset id and the hub is offline ({offline}); "
+            f"{dataset_id}: is a hub dataset id and the hub is {offline}; "
             "fetch it once with the hub reachable, or give a local .json/.jsonl/.csv/.parquet file"
         )
     import datasets

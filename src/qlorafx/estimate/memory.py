@@ -35,12 +35,13 @@ def quantized_layer_bytes(n: int, out_features: int, bits: int, double_quant: bo
     return packed + blocks + 4 * math.ceil(blocks / BLOCK_NESTED) + NESTED_CODE + 4 + NF4_CODE
 
 
-def optimizer_state_bytes(name: str, numels: list[int]) -> int:
-    """The optimizer's state after its first step, for trainable tensors of these sizes (fp32)."""
+def optimizer_state_bytes(name: str, numels: list[int], param_bytes: int = 4) -> int:
+    """The optimizer's state after its first step, for trainable tensors of these sizes. torch's
+    optimizers keep their states in the parameters' dtype; bitsandbytes' in fp32 or 8 bits, whatever it is."""
     if name == "adamw":  # exp_avg, exp_avg_sq, and a 0-d fp32 step per tensor
-        return sum(8 * n + 4 for n in numels)
+        return sum(2 * param_bytes * n + 4 for n in numels)
     if name == "sgd":  # one momentum buffer
-        return sum(4 * n for n in numels)
+        return sum(param_bytes * n for n in numels)
     if name == "paged_adamw_32bit":  # bitsandbytes keeps the step as a Python int
         return sum(8 * n for n in numels)
     states = {"adamw_8bit": 2, "paged_adamw_8bit": 2, "lion_8bit": 1, "paged_lion_8bit": 1}[name]
@@ -54,10 +55,10 @@ def optimizer_state_bytes(name: str, numels: list[int]) -> int:
     return total + (states * QMAP if eight_bit else 0)  # the quantile maps, shared by all tensors
 
 
-def step_temporaries(name: str, trainable: int) -> int:
+def step_temporaries(name: str, trainable: int, param_bytes: int = 4) -> int:
     """Short-lived tensors of one optimizer step: torch's foreach AdamW/SGD work on copies of the
     whole parameter list; bitsandbytes updates in place, tensor by tensor."""
-    return {"adamw": 2, "sgd": 1}.get(name, 0) * 4 * trainable
+    return {"adamw": 2, "sgd": 1}.get(name, 0) * param_bytes * trainable
 
 
 @dataclass(frozen=True)
@@ -87,18 +88,19 @@ def layer_activations(shape, tokens: Tokens, act: int, attention: str) -> int:
     return saved
 
 
-def lora_activations(shape, tokens: Tokens, act: int, dropout: bool, dora: bool) -> dict[int, int]:
-    """Per layer index: what the LoRA branches add. A needs its fp32 input: one tensor per input
-    site (q, k and v read the same one) unless dropout gives each layer its own copy and a 1-byte
-    mask; the attention output is kept by attention already. B needs A's output (r values a token).
-    DoRA keeps the base and LoRA outputs for its rescaling."""
+def lora_activations(shape, tokens: Tokens, act: int, dropout: bool, dora: bool, lora: int = 4) -> dict[int, int]:
+    """Per layer index: what the LoRA branches add. A needs its input, cast to the adapter's dtype
+    (``lora`` bytes): one tensor per input site (q, k and v read the same one) unless dropout gives
+    each layer its own copy and a 1-byte mask; the attention output is kept by attention already
+    when no cast is needed. B needs A's output (r values a token). DoRA keeps the base and LoRA
+    outputs for its rescaling."""
     t, found = tokens.count, {}
     for site in shape.lora_sites:
-        saved = site.rank_sum * t * 4
+        saved = site.rank_sum * t * lora
         if dropout:
-            saved += site.layers * t * site.in_features * (4 + 1)
-        elif not (site.kind == "attention_output" and act == 4):
-            saved += t * site.in_features * 4
+            saved += site.layers * t * site.in_features * (lora + 1)
+        elif not (site.kind == "attention_output" and act == lora):
+            saved += t * site.in_features * lora
         if dora:
             saved += 2 * t * site.out_sum * 4
         found[site.layer] = found.get(site.layer, 0) + saved

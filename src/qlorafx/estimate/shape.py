@@ -71,7 +71,8 @@ def model_shape(recipe, config) -> ModelShape:
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     frame = skeleton(config)
     h, heads = text.hidden_size, text.num_attention_heads
-    linears = {n: m for n, m in frame.named_modules() if n in set(linear_layer_names(frame))}
+    names = set(linear_layer_names(frame))
+    linears = {n: m for n, m in frame.named_modules() if n in names}
     intermediate = getattr(text, "intermediate_size", None) or max(m.out_features for m in linears.values())
     leaves = {n.rsplit(".", 1)[-1] for n in linears}
     up_like = [m for n, m in linears.items() if layer_index(n) == 0 and m.in_features == h and m.out_features == intermediate]
@@ -88,11 +89,13 @@ def model_shape(recipe, config) -> ModelShape:
     shape.other_params = sum(p.numel() for p in frame.parameters() if id(p) not in quantized_weights)
     shape.buffer_bytes = sum(b.numel() * b.element_size() for b in frame.buffers())
 
+    import torch
     from peft import get_peft_model
 
     lora = lora_config(recipe, list(linears), peft_task_type(config))
     lora.init_lora_weights, lora.eva_config = True, None  # data-driven inits change values, not sizes
-    wrapped = get_peft_model(frame, lora)
+    with torch.device("meta"):  # the adapter's tensors too: a 65B model's LoRA is GBs of RAM, and slow to initialise
+        wrapped = get_peft_model(frame, lora)
     shape.trainable = [p.numel() for p in wrapped.parameters() if p.requires_grad]
     shape.lora_params = sum(p.numel() for n, p in wrapped.named_parameters() if p.requires_grad and ".lora_" in n)
     shape.lora_sites = _sites(wrapped)

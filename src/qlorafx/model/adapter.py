@@ -203,7 +203,7 @@ def add_lora(model, recipe, run_dir: Path | None = None):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=CHECKPOINTING)
         model.enable_input_require_grads()
     if lora.init_from:
-        return PeftModel.from_pretrained(model, lora.init_from, is_trainable=True)
+        return _trained_in(PeftModel.from_pretrained(model, lora.init_from, is_trainable=True), lora.dtype)
     peft_model = get_peft_model(model, lora_config(recipe, linear_layer_names(model), peft_task_type(model.config)))
     if mutates_base(lora.init_lora_weights) and run_dir is not None:
         # saved with init 'true' so that loading it for the conversion does not decompose again
@@ -211,7 +211,19 @@ def add_lora(model, recipe, run_dir: Path | None = None):
         config.init_lora_weights = True
         peft_model.save_pretrained(run_dir / INITIAL_ADAPTER)
         config.init_lora_weights = lora.init_lora_weights
-    return peft_model
+    return _trained_in(peft_model, lora.dtype)
+
+
+def _trained_in(model, dtype: str):
+    """The trainable tensors in lora.dtype: peft makes them fp32; qlora.py casts them to bf16 under
+    --bf16, which halves the adapter's weights and gradients (peft casts a LoRA layer's input to its dtype)."""
+    import torch
+
+    if dtype != "float32":
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.data = parameter.data.to(getattr(torch, dtype))
+    return model
 
 
 class _ModelInputs:

@@ -21,15 +21,14 @@ MODEL_LOADERS: Registry[Any] = Registry("model loader")
 
 def _unloadable(key: str, name: str, what: str, err: Exception):
     """A UserError naming the recipe key: a local folder that does not hold it, or a hub id the hub cannot give."""
-    from huggingface_hub import constants
-
     from qlorafx.errors import UserError
+    from qlorafx.hub import offline_reason
 
     detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
     if Path(name).exists():
         reason = f"this local path does not hold a loadable {what} ({detail})"
-    elif constants.HF_HUB_OFFLINE:
-        reason = ("it is not a local folder, and the hub is offline (HF_HUB_OFFLINE=1) with no cached copy; "
+    elif (offline := offline_reason()) is not None:
+        reason = (f"it is not a local folder, and the hub is {offline} with no cached copy; "
                   "download it once with the hub reachable, or point it at a local folder")
     else:
         reason = (f"it is not a local folder, and the hub is unreachable or has no such model ({detail}); "
@@ -37,10 +36,19 @@ def _unloadable(key: str, name: str, what: str, err: Exception):
     return UserError(f"{key} {name!r}: cannot load its {what}: {reason}")
 
 
+def _check_hub(name: str) -> None:
+    """Before loading a hub id: probe the hub once, so that an unreachable one fails in seconds."""
+    if not Path(name).exists():
+        from qlorafx.hub import offline_reason
+
+        offline_reason()
+
+
 def _load_tokenizer(name: str, recipe, key: str = "model.path"):
     from transformers import AutoTokenizer
 
     m = recipe.model
+    _check_hub(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, revision=m.revision, trust_remote_code=m.trust_remote_code)
     except (OSError, ValueError) as err:  # OSError: offline, unreachable, no such repo; ValueError: not a repo id
@@ -66,6 +74,7 @@ def load_weights(path: str, recipe, compute_dtype: str, quant_config):
     from qlorafx.model.quantize import weights_dtype
 
     m = recipe.model
+    _check_hub(path)
     config = AutoConfig.from_pretrained(path, revision=m.revision, trust_remote_code=m.trust_remote_code)
     return auto_class(config).from_pretrained(
         path,
@@ -92,6 +101,7 @@ class Pretrained:
         from transformers import AutoConfig
 
         m = recipe.model
+        _check_hub(m.path)
         try:
             return AutoConfig.from_pretrained(m.path, revision=m.revision, trust_remote_code=m.trust_remote_code)
         except (OSError, ValueError) as err:

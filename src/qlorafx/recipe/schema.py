@@ -98,6 +98,10 @@ class LoraSection(Section):
         None, description="A PEFT LoRA adapter folder to continue training (e.g. runs/x/adapter); its r, alpha, "
                           "targets and options must match this section."
     )
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="dtype of the trained tensors (and their gradients): float32, peft's default, or "
+                               "bfloat16, as the QLoRA paper's qlora.py keeps them under --bf16 (half the memory)."
+    )
 
     @field_validator("target_modules")
     @classmethod
