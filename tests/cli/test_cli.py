@@ -129,7 +129,7 @@ def test_validate_a_typo_exits_2_with_did_you_mean(recipe, tmp_path):
     assert done.stdout == ""
     assert done.stderr.splitlines() == [
         f"error: {bad}: 1 problem:",
-        f"  lora.rr ({bad}:7): unknown key; did you mean 'r'? (known keys here: r, alpha, dropout, target_modules, bias, modules_to_save, layers_to_transform, use_dora, use_rslora, init_lora_weights, init_from)",
+        f"  lora.rr ({bad}:7): unknown key; did you mean 'r'? (known keys here: r, alpha, dropout, target_modules, bias, modules_to_save, layers_to_transform, use_dora, use_rslora, init_lora_weights, init_from, dtype)",
     ]
     assert "Traceback" not in done.stderr
 

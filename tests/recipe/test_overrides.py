@@ -158,7 +158,7 @@ def test_an_unknown_section_made_by_an_override_is_blamed_on_the_command_line(mi
     found = problems(minimal, ["trainig.epochs=1", "lora.bogus.deep=1"])
     assert found["trainig"][1] == CL
     assert found["trainig"][0].startswith("unknown key; did you mean 'training'?")
-    assert found["lora.bogus"] == ("unknown key; remove it (known keys here: r, alpha, dropout, target_modules, bias, modules_to_save, layers_to_transform, use_dora, use_rslora, init_lora_weights, init_from)", CL)
+    assert found["lora.bogus"] == ("unknown key; remove it (known keys here: r, alpha, dropout, target_modules, bias, modules_to_save, layers_to_transform, use_dora, use_rslora, init_lora_weights, init_from, dtype)", CL)
 
 
 def test_a_section_made_by_overrides_is_blamed_on_the_command_line(minimal, problems):
