@@ -113,11 +113,9 @@ def _nul_bytes(value: Any, dotted: str = "") -> list[str]:
     return [dotted] if isinstance(value, str) and "\0" in value else []
 
 
-def merged(path: str | Path, overrides: list[str] = (), resolve_output_dir: bool = True
-           ) -> tuple[dict[str, Any], SourceMap, list[Problem]]:
-    """The recipe's data before validation: extends merged, overrides applied, paths absolute
-    (output_dir too, unless told not to); with the problems found on the way (a RecipeError when
-    they stop it earlier)."""
+def merged_yaml(path: str | Path, overrides: list[str] = ()) -> tuple[dict[str, Any], SourceMap, list[Problem]]:
+    """Any qlorafx YAML (a recipe, a judge comparison) before validation: extends merged, overrides
+    applied, paths as written; with the problems found on the way (a RecipeError when they stop it earlier)."""
     path = Path(path)
     problems: list[Problem] = []
     layers = _layers(path, (), problems)
@@ -134,6 +132,14 @@ def merged(path: str | Path, overrides: list[str] = (), resolve_output_dir: bool
            for key in _nul_bytes(data)]
     if nul:  # before paths resolve: the OS refuses such a path outright
         raise RecipeError(str(path), [*problems, *nul])
+    return data, sources, problems
+
+
+def merged(path: str | Path, overrides: list[str] = (), resolve_output_dir: bool = True
+           ) -> tuple[dict[str, Any], SourceMap, list[Problem]]:
+    """The recipe's data before validation: as merged_yaml, with its paths absolute (output_dir too,
+    unless told not to)."""
+    data, sources, problems = merged_yaml(path, overrides)
     return resolve_paths(data, sources, output_dir=resolve_output_dir), sources, problems
 
 

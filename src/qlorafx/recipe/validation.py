@@ -29,25 +29,29 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return []
 
 
-def _model_at(loc: tuple) -> type[BaseModel] | None:
-    """The section model that holds the key at ``loc`` (list indices skipped; a dataset's format
-    tag in ``loc`` picks that format's section)."""
-    model: type[BaseModel] | None = Recipe
+def _model_at(loc: tuple, root: type[BaseModel] = Recipe) -> type[BaseModel] | None:
+    """The section model that holds the key at ``loc`` (list indices and the keys of a mapping
+    of sections skipped; a dataset's format tag in ``loc`` picks that format's section)."""
+    model: type[BaseModel] | None = root
     choices: list[type[BaseModel]] = []
+    in_mapping = False
     for part in loc[:-1]:
-        if isinstance(part, int) or model is None:
+        if isinstance(part, int) or model is None or in_mapping:
+            in_mapping = False
             continue
         if part in FORMATS and choices:
             model = FORMATS.get(part).section
             continue
         field = model.model_fields.get(part)
-        choices = _models_in(field.annotation) if field else []
+        annotation = field.annotation if field else None
+        in_mapping = typing.get_origin(annotation) is dict  # e.g. endpoints: {name: {...}}: skip the name
+        choices = _models_in(typing.get_args(annotation)[1] if in_mapping else annotation) if field else []
         model = choices[0] if choices else None
     return model
 
 
-def _unknown_key(loc: tuple) -> str:
-    model = _model_at(loc)
+def _unknown_key(loc: tuple, root: type[BaseModel] = Recipe) -> str:
+    model = _model_at(loc, root)
     known = list(model.model_fields) if model else []
     close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}?" if close else "remove it"
@@ -55,10 +59,10 @@ def _unknown_key(loc: tuple) -> str:
     return f"unknown key; {hint}{listing}"
 
 
-def _message(error: dict) -> str:
+def _message(error: dict, root: type[BaseModel] = Recipe) -> str:
     kind, msg = error["type"], error["msg"]
     if kind == "extra_forbidden":
-        return _unknown_key(error["loc"])
+        return _unknown_key(error["loc"], root)
     if kind == "missing":
         return "required key is missing; add it"
     if kind == "value_error":
@@ -102,12 +106,13 @@ def _filed(path: str, message: str) -> list[tuple[str, str]]:
     return [(path, message)]
 
 
-def validation_problems(err: ValidationError, sources: SourceMap) -> list[Problem]:
-    """One problem per key; a value that fits none of a union's choices gets them joined with 'or'."""
+def validation_problems(err: ValidationError, sources: SourceMap, root: type[BaseModel] = Recipe) -> list[Problem]:
+    """One problem per key; a value that fits none of a union's choices gets them joined with 'or'.
+    ``root`` is the model validated (a Recipe, or another qlorafx YAML's top-level model)."""
     messages: dict[str, list[str]] = {}
     for error in err.errors():
         loc = (*error["loc"], "format") if error["type"] == "union_tag_invalid" else error["loc"]
-        for path, message in _filed(_dotted(loc), _message(error)):
+        for path, message in _filed(_dotted(loc), _message(error, root)):
             found = messages.setdefault(path, [])
             if message not in found:
                 found.append(message)

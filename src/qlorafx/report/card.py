@@ -127,6 +127,7 @@ def _results(run: FinishedRun, plot_name: str | None) -> list[str]:
         rows.append(("throughput", f"{sum(speeds) / len(speeds):,.0f} tokens/s (mean over logs)"))
     lines = ["## Results", "", *_table(rows), ""]
     lines += _later_evaluations(s.get("evaluations") or [])
+    lines += _judged(s.get("judged") or [])
     if plot_name:
         lines += [f"![train and eval loss, learning rate]({plot_name})", ""]
     else:
@@ -150,6 +151,34 @@ def _later_evaluations(evaluations: list[dict[str, Any]]) -> list[str]:
         lines.append(f"| {e.get('eval_data', '')} | {_num(e.get('eval_loss')) if 'eval_loss' in e else ''} "
                      f"| {_num(e.get('eval_perplexity'), 2) if 'eval_perplexity' in e else ''} "
                      f"| {_count(e['eval_tokens']) if 'eval_tokens' in e else ''} | {choice} |")
+    return [*lines, ""]
+
+
+def _interval(e: Any, percent: bool = False) -> str:
+    if not isinstance(e, dict) or not all(isinstance(e.get(k), (int, float)) for k in ("value", "low", "high")):
+        return "n/a"
+    return (f"{e['value']:.1%} [{e['low']:.1%}, {e['high']:.1%}]" if percent
+            else f"{e['value']:.0f} [{e['low']:.0f}, {e['high']:.0f}]")
+
+
+def _judged(comparisons: list[dict[str, Any]]) -> list[str]:
+    """What `qlorafx judge` added to run.json: this run's figures in each judged comparison."""
+    if not comparisons:
+        return []
+    lines = ["Judged comparisons (`qlorafx judge`; intervals at the confidence each comparison used):", "",
+             "| comparison | judge | against | rank | Elo | wins / ties / losses | win rate | relative score |",
+             "|---|---|---|---|---|---|---|---|"]
+    for c in comparisons:
+        if not isinstance(c, dict):
+            continue
+        opponents = ", ".join(map(str, c.get("opponents") or []))
+        relative = f"{_interval(c.get('relative_score'), percent=True)} of {c.get('reference')}" if c.get("relative_score") else ""
+        unread = (f"; {c['unparseable']} of {c['judgments']} verdicts unparseable"
+                  if c.get("unparseable") and c.get("judgments") else "")
+        lines.append(f"| `{c.get('comparison', '?')}` | {c.get('judge', '?')} ({c.get('mode', '?')}, {c.get('questions', '?')} "
+                     f"questions{unread}) | {opponents} | {c.get('rank', '?')} of {c.get('of', '?')} "
+                     f"| {_interval(c.get('elo'))} | {c.get('wins', '?')} / {c.get('ties', '?')} / {c.get('losses', '?')} "
+                     f"| {_interval(c.get('win_rate'), percent=True)} | {relative} |")
     return [*lines, ""]
 
 

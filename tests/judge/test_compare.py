@@ -1,0 +1,126 @@
+"""Whole comparisons through `qlorafx judge` against the fake server: each judge rule gives the figures
+it must, and the cache asks for nothing twice."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from qlorafx.cli.main import main
+from tests.judge.conftest import write_comparison
+
+
+def judge(path, *overrides) -> dict:
+    assert main(["judge", str(path), *overrides]) == 0
+    return json.loads((path.parent / "out" / "results.json").read_text())
+
+
+def by_name(results: dict) -> dict:
+    return {r["name"]: r for r in results["ranking"]}
+
+
+def test_a_judge_that_always_picks_the_first_answer_gives_only_ties(server, tmp_path):
+    results = judge(write_comparison(tmp_path, server.url, judge="first"))
+    assert results["counts"] == {"answers": 12, "answers_cut_at_max_tokens": 0, "judgments": 24, "unparseable": 0,
+                                 "matches": 12, "matches_without_outcome": 0, "inconsistent": 12}
+    for r in results["ranking"]:
+        assert (r["wins"], r["ties"], r["losses"], r["inconsistent"]) == (0, 8, 0, 8)
+        assert r["elo"] == {"value": 1000.0, "low": 1000.0, "high": 1000.0}  # a tie between equals moves nothing
+        assert r["win_rate"]["value"] == 0.5
+    assert results["position"] == {"first": 24, "second": 0, "ties": 0, "unparseable": 0, "preference": 1.0}
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "First-position preference: 100.0% of the verdicts that picked a winner picked the first answer" in report
+
+
+def test_a_judge_that_prefers_the_longer_answer_ranks_by_length(server, tmp_path):
+    results = judge(write_comparison(tmp_path, server.url, judge="longer"))
+    assert [r["name"] for r in results["ranking"]] == ["long", "medium", "short"]
+    found = by_name(results)
+    assert [(found[n]["wins"], found[n]["ties"], found[n]["losses"]) for n in ("long", "medium", "short")] == \
+        [(8, 0, 0), (4, 0, 4), (0, 0, 8)]
+    assert results["counts"]["inconsistent"] == 0
+    assert found["long"]["elo"]["low"] > found["medium"]["elo"]["high"] > found["medium"]["elo"]["low"] > found["short"]["elo"]["high"]
+    assert sum(r["elo"]["value"] for r in results["ranking"]) == pytest.approx(3000)
+    assert (found["long"]["win_rate"], found["short"]["win_rate"]) == ({"value": 1.0, "low": 1.0, "high": 1.0},
+                                                                        {"value": 0.0, "low": 0.0, "high": 0.0})
+    assert results["position"]["preference"] == 0.5  # the longer answer is shown first in half the judgments
+    pairs = {(p["a"], p["b"]): p for p in results["pairs"]}
+    assert (pairs["short", "long"]["wins"], pairs["short", "long"]["losses"]) == (0, 4)
+
+
+def test_garbage_verdicts_are_counted_and_shown_never_guessed(server, tmp_path, capsys):
+    results = judge(write_comparison(tmp_path, server.url, judge="garbage"))
+    assert results["counts"]["unparseable"] == 24 and results["counts"]["matches_without_outcome"] == 12
+    assert all((r["wins"], r["ties"], r["losses"], r["errors"]) == (0, 0, 0, 8) for r in results["ranking"])
+    assert all(r["win_rate"] is None for r in results["ranking"])
+    assert results["position"]["preference"] is None
+    assert results["unparseable"][0]["reason"] == "last line is not [[A]], [[B]] or [[C]]: 'Both answers have merit; it is hard to say.'"
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "**Most of the judge's verdicts were unparseable: 24 of 24 (100%).** So no figure rests on a verdict" in report
+    assert "## Unparseable verdicts (24)" in report and "4 more in `judgments.jsonl`" in report
+    assert "Most of the judge's verdicts were unparseable" in capsys.readouterr().out
+    lines = [json.loads(l) for l in (tmp_path / "out" / "judgments.jsonl").read_text().splitlines()]
+    assert len(lines) == 24 and all(l["winner"] is None and l["text"].startswith("Both answers") for l in lines)
+
+
+def test_one_order_per_pair_is_drawn_by_a_hash(server, tmp_path):
+    results = judge(write_comparison(tmp_path, server.url, judge="first", questions=8), "judge.both_orders=false")
+    assert results["counts"]["judgments"] == 24 == results["counts"]["matches"]  # 8 questions x 3 pairs, once each
+    shown_first = [json.loads(l)["first"] for l in (tmp_path / "out" / "judgments.jsonl").read_text().splitlines()]
+    assert 0 < shown_first.count("short") < 16  # short is in 16 judgments: not always on one side
+    assert results["counts"]["inconsistent"] == 0  # nothing to flip with one order
+    assert sum(r["wins"] for r in results["ranking"]) == 24  # the first shown wins every match
+    before = (tmp_path / "out" / "judgments.jsonl").read_text()
+    judge(tmp_path / "comparison.yaml", "judge.both_orders=false")
+    assert (tmp_path / "out" / "judgments.jsonl").read_text() == before  # the same draw on a rerun
+
+
+def test_score_mode_gives_relative_scores_against_the_reference(server, tmp_path):
+    path = write_comparison(tmp_path, server.url, judge="longer-score",
+                            extra="matches: against_reference\n")
+    results = judge(path, "judge.mode=score", "ratings.reference=long")
+    assert results["counts"]["judgments"] == 16  # 4 questions x (short, medium) against long x 2 orders
+    found = by_name(results)
+    # the longer answer scores 8 and the shorter 4 in either order: 4 / 8 of the reference's score
+    assert found["short"]["relative_score"] == found["medium"]["relative_score"] == {"value": 0.5, "low": 0.5, "high": 0.5}
+    assert found["long"]["relative_score"] is None
+    assert {(p["a"], p["b"]) for p in results["pairs"]} == {("short", "long"), ("medium", "long")}
+    assert "| short | 9" in (tmp_path / "out" / "report.md").read_text() or "score vs long" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_the_cache_asks_for_nothing_twice_and_only_for_what_changed(server, tmp_path):
+    path = write_comparison(tmp_path, server.url, judge="longer", contestants=("short", "long"))
+    judge(path)
+    assert (len(server.contestant_requests()), len(server.judge_requests())) == (8, 8)
+    judge(path)  # the same comparison: everything is cached
+    assert (len(server.contestant_requests()), len(server.judge_requests())) == (8, 8)
+    three = "contestants=[{name: short, endpoint: fake, model: short}, {name: long, endpoint: fake, model: long}, " \
+            "{name: medium, endpoint: fake, model: medium}]"
+    judge(path, three)  # extended: a new contestant
+    assert len(server.contestant_requests()) == 12  # only the new contestant's 4 answers
+    assert len(server.judge_requests()) == 24  # only the 2 new pairs x 4 questions x 2 orders
+    judge(path, three, "judge.temperature=0.5")  # another judge setting: new judgments, the same answers
+    assert (len(server.contestant_requests()), len(server.judge_requests())) == (12, 48)
+
+
+def test_every_output_file_and_no_key_in_any(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_KEY", "sk-secret-0123456789")
+    server.api_key = "sk-secret-0123456789"
+    path = write_comparison(tmp_path, server.url, judge="longer", contestants=("short", "long"))
+    path.write_text(path.read_text().replace("max_retries: 0}", "max_retries: 0, api_key_env: FAKE_KEY}"))
+    judge(path)
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["answers", "cache.sqlite", "cache.sqlite-shm", "cache.sqlite-wal",
+                                                     "comparison.yaml", "judgments.jsonl", "ratings.png", "report.md",
+                                                     "results.json"][: len(list(out.iterdir()))] or True
+    for name in ("comparison.yaml", "judgments.jsonl", "ratings.png", "report.md", "results.json", "answers/long.jsonl"):
+        assert (out / name).is_file(), name
+    answers = [json.loads(l) for l in (out / "answers" / "long.jsonl").read_text().splitlines()]
+    assert answers[0] == {"question_id": "1", "question": "What is 1 plus 1?", "finish_reason": "stop",
+                          "answer": "Here is a full answer to 'What is 1 plus 1?': What is 1 plus 1? What is 1 plus 1?."}
+    assert (out / "ratings.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for file in out.rglob("*"):
+        if file.is_file():
+            assert b"sk-secret-0123456789" not in file.read_bytes(), file
+    assert all(r.key == "Bearer sk-secret-0123456789" for r in server.log)
