@@ -124,3 +124,31 @@ def test_every_output_file_and_no_key_in_any(server, tmp_path, monkeypatch):
         if file.is_file():
             assert b"sk-secret-0123456789" not in file.read_bytes(), file
     assert all(r.key == "Bearer sk-secret-0123456789" for r in server.log)
+
+
+def test_matches_combine_both_orders_by_hand():
+    from qlorafx.judge.compare import Judgment, matches
+    from qlorafx.judge.questions import Question
+    from qlorafx.judge.spec import Comparison
+    from qlorafx.judge.verdicts import Verdict
+
+    comparison = Comparison.model_validate({
+        "endpoints": {"e": {"base_url": "http://127.0.0.1:1/v1"}}, "output_dir": "out",
+        "contestants": [{"name": "tie", "endpoint": "e", "model": "m"}, {"name": "x", "endpoint": "e", "model": "m"}],
+        "judge": {"endpoint": "e", "model": "j"}})
+    questions = [Question(str(i), "q") for i in range(1, 6)]
+
+    def j(q, first, winner, scores=None):
+        second = "x" if first == "tie" else "tie"
+        return Judgment(q, first, second, "", Verdict(winner, scores) if winner else None, None if winner else "why")
+
+    judgments = [j("1", "tie", "first"), j("1", "x", "second"),  # 'tie' (a contestant) wins both ways
+                 j("2", "tie", "first"), j("2", "x", "first"),  # the first shown wins: a flip, a tie
+                 j("3", "tie", "tie"), j("3", "x", "first"),  # a tie one way, a win the other: a flip, a tie
+                 j("4", "tie", "second"), j("4", "x", None),  # one unparseable: no outcome
+                 j("5", "tie", "second", (6.0, 8.0)), j("5", "x", "first", (9.0, 5.0))]  # x wins; scores averaged
+    found = {m.question_id: m for m in matches(comparison, questions, judgments)}
+    assert [(found[q].a, found[q].b) for q in "12345"] == [("tie", "x")] * 5
+    assert [(found[q].outcome, found[q].inconsistent) for q in "12345"] == [
+        (1.0, False), (0.5, True), (0.5, True), (None, False), (0.0, False)]
+    assert found["5"].scores == (5.5, 8.5) and found["1"].scores is None

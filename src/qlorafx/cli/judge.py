@@ -33,7 +33,7 @@ def run(args) -> int:
         raise UserError("qlorafx judge needs the OpenAI client: pip install 'qlorafx[judge]'")
     from qlorafx.judge.comparison import REPORT, plan, prepare, run_comparison, summary
 
-    prepared = prepare(args.comparison, args.overrides)
+    prepared = prepare(args.comparison, args.overrides, dry_run=args.dry_run)
     try:
         if args.dry_run:
             print(plan(prepared))

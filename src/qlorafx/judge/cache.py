@@ -24,9 +24,13 @@ def request_key(request: dict[str, Any]) -> str:
 
 
 class Cache:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, create: bool = True):
+        """``create=False`` (a dry run) writes nothing: a cache that is not there yet reads as empty."""
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not create and not path.exists():
+            path = Path(":memory:")
+        elif create:
+            path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(path, timeout=30)
             self.db.execute("PRAGMA journal_mode=WAL")

@@ -103,11 +103,14 @@ async def judge_all(comparison: Comparison, questions: list[Question], answers: 
     return [found[i] for i in range(len(found))]
 
 
-def _winner_of(judgment: Judgment) -> str | None:
-    """The winning contestant's name, 'tie', or None."""
+def _outcome_for(judgment: Judgment, a: str) -> float | None:
+    """1 if ``a`` won this judgment, 0 if the other answer did, 0.5 for a tie; None without a verdict."""
     if judgment.verdict is None:
         return None
-    return {"first": judgment.first, "second": judgment.second, "tie": "tie"}[judgment.verdict.winner]
+    if judgment.verdict.winner == "tie":
+        return 0.5
+    winner = judgment.first if judgment.verdict.winner == "first" else judgment.second
+    return 1.0 if winner == a else 0.0
 
 
 def matches(comparison: Comparison, questions: list[Question], judgments: list[Judgment]) -> list[Match]:
@@ -119,14 +122,13 @@ def matches(comparison: Comparison, questions: list[Question], judgments: list[J
     for question in questions:
         for a, b in pairs(comparison):
             judged = by_key.get((question.id, frozenset((a, b))), [])
-            winners = [_winner_of(j) for j in judged]
+            outcomes = [_outcome_for(j, a) for j in judged]
             scores = None
-            if not judged or None in winners:
+            if not judged or None in outcomes:
                 outcome, inconsistent = None, False
             else:
-                agreed = winners[0] if len(set(winners)) == 1 else "tie"
-                inconsistent = len(set(winners)) > 1
-                outcome = 1.0 if agreed == a else 0.0 if agreed == b else 0.5
+                inconsistent = len(set(outcomes)) > 1
+                outcome = 0.5 if inconsistent else outcomes[0]  # a verdict that flips with the order is a tie
                 if all(j.verdict.scores for j in judged):
                     score_a = [j.verdict.scores[0 if j.first == a else 1] for j in judged]
                     score_b = [j.verdict.scores[1 if j.first == a else 0] for j in judged]

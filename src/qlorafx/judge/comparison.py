@@ -42,15 +42,18 @@ class Prepared:
         return Path(self.comparison.output_dir)
 
 
-def prepare(path: str | Path, overrides: list[str]) -> Prepared:
+def prepare(path: str | Path, overrides: list[str], dry_run: bool = False) -> Prepared:
+    """Every check that needs no request; a dry run writes nothing."""
     comparison, sources = load_comparison(path, overrides)
     questions = read_questions(comparison.questions)
     check_runs(comparison, sources)
     keys = api_keys(comparison, sources)
     output_dir = Path(comparison.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UserError(f"output_dir {output_dir} is a file; give the comparison a folder")
     if (output_dir / "recipe.yaml").exists() or (output_dir / "run.json").exists():
         raise UserError(f"output_dir {output_dir} holds a qlorafx training run; give the comparison a folder of its own")
-    return Prepared(comparison, questions, keys, Cache(Path(comparison.cache or output_dir / CACHE)))
+    return Prepared(comparison, questions, keys, Cache(Path(comparison.cache or output_dir / CACHE), create=not dry_run))
 
 
 def plan(p: Prepared) -> str:

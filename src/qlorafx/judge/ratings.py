@@ -19,7 +19,7 @@ import numpy as np
 from qlorafx.judge.compare import Judgment, Match
 from qlorafx.judge.spec import RatingsSpec
 
-ORDER_CELLS = 4_000_000  # match indices of the orderings held at once (16 MB)
+ORDER_CELLS = 4_000_000  # indices held at once by the Elo orderings (16 MB) and the resamples (32 MB)
 
 
 @dataclass(frozen=True)
@@ -54,10 +54,17 @@ def _bounds(confidence: float) -> tuple[float, float]:
     return 50 * (1 - confidence), 50 * (1 + confidence)  # percentiles
 
 
+def _resampled(n: int, samples: int, rng: np.random.Generator):
+    """Index arrays of ``samples`` resamples with replacement of n items, a block of rows at a time (bounded memory)."""
+    block = max(1, ORDER_CELLS // n)
+    for start in range(0, samples, block):
+        yield rng.integers(0, n, size=(min(block, samples - start), n))
+
+
 def bootstrap_mean(values: list[float], spec: RatingsSpec, rng: np.random.Generator) -> Estimate:
     """The mean, and the percentile interval of the means of resamples with replacement."""
     x = np.asarray(values, dtype=float)
-    means = x[rng.integers(0, len(x), size=(spec.bootstrap_samples, len(x)))].mean(axis=1)
+    means = np.concatenate([x[picks].mean(axis=1) for picks in _resampled(len(x), spec.bootstrap_samples, rng)])
     low, high = np.percentile(means, _bounds(spec.confidence))
     return Estimate(float(x.mean()), float(low), float(high))
 
@@ -115,8 +122,8 @@ def relative_score(matches: list[Match], name: str, reference: str, spec: Rating
     if not pairs:
         return None
     x = np.asarray(pairs, dtype=float)
-    picks = rng.integers(0, len(x), size=(spec.bootstrap_samples, len(x)))
-    ratios = x[picks, 0].sum(axis=1) / x[picks, 1].sum(axis=1)
+    ratios = np.concatenate([x[picks, 0].sum(axis=1) / x[picks, 1].sum(axis=1)
+                             for picks in _resampled(len(x), spec.bootstrap_samples, rng)])
     low, high = np.percentile(ratios, _bounds(spec.confidence))
     return Estimate(float(x[:, 0].sum() / x[:, 1].sum()), float(low), float(high))
 
