@@ -10,7 +10,8 @@ Contestant models answer a question in a known way; judge models follow one rule
 
 Every request is logged (model, messages, whether it was answered); ``hold_judge_after(n)`` lets the
 next n judge requests through and holds the rest until ``release()`` (a comparison can be killed
-while they wait); ``fail_next(n, status)`` answers the next n requests with that error status.
+while they wait); ``fail_next(n, status)`` answers the next n requests with that error status;
+``delay_s`` slows every answer, and ``most_in_flight`` counts the most requests answered at once.
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ class FakeServer:
     api_key: str | None = None
     log: list[Request] = field(default_factory=list)
     url: str = ""
+    delay_s: float = 0.0  # each answer takes this long
+    in_flight: int = 0
+    most_in_flight: int = 0  # the most requests it was answering at once
     _hold_after: int | None = None
     _released: threading.Event = field(default_factory=threading.Event)
     _failures: list[int] = field(default_factory=list)
@@ -74,6 +78,7 @@ class FakeServer:
         self.release()  # requests held for a killed client are answered into the void, in the old log
         with self._lock:
             self.log, self.api_key, self._hold_after, self._failures[:] = [], None, None, []
+            self.delay_s, self.most_in_flight = 0.0, 0
 
     def judge_requests(self, answered: bool | None = None) -> list[Request]:
         return [r for r in self.log if r.model in JUDGES and (answered is None or r.answered == answered)]
@@ -127,8 +132,16 @@ class FakeServer:
             if entry.model not in CONTESTANTS | JUDGES:
                 return error(404, f"The model `{entry.model}` does not exist")
             entry.held = held
-            while held and not self._released.is_set():
-                await asyncio.sleep(0.02)
+            with self._lock:
+                self.in_flight += 1
+                self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            try:
+                await asyncio.sleep(self.delay_s)
+                while held and not self._released.is_set():
+                    await asyncio.sleep(0.02)
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
             user = body["messages"][-1]["content"]
             text = contestant_answer(entry.model, user) if entry.model in CONTESTANTS else judge_reply(entry.model, user)
             entry.answered = True

@@ -113,3 +113,11 @@ def test_errors_that_outlast_the_retries_stop_with_the_work_kept(server, tmp_pat
     assert len(server.contestant_requests()) == 4
     assert main(["judge", str(path)]) == 0  # resumes: no answer asked for again
     assert len(server.contestant_requests()) == 4
+
+
+def test_the_concurrency_limit_holds(server, tmp_path):
+    path = write_comparison(tmp_path, server.url, contestants=("short", "long"), questions=6)
+    path.write_text(path.read_text().replace("max_retries: 0", "max_retries: 0, concurrency: 3"))
+    server.delay_s = 0.05  # long enough for requests to pile up
+    assert main(["judge", str(path)]) == 0
+    assert len(server.log) == 12 + 12 and server.most_in_flight == 3
