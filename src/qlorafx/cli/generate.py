@@ -54,21 +54,22 @@ def add_parser(commands) -> None:
 
 def run(args) -> int:
     from qlorafx.infer import generate
+    from qlorafx.infer.prompt import GenerateError, conversation, read_prompts
 
     options = sampling(args)  # every refusal comes before torch is imported
     if args.batch_size < 1:
-        raise generate.GenerateError(f"--batch-size must be at least 1, got {args.batch_size}")
+        raise GenerateError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.out is not None and args.out.is_dir():
-        raise generate.GenerateError(f"--out {args.out} is a folder; give a file name, e.g. {args.out / 'out.jsonl'}")
+        raise GenerateError(f"--out {args.out} is a folder; give a file name, e.g. {args.out / 'out.jsonl'}")
     note_unused_sampling(args)
     found = generate.open_run(args.run_dir)
-    prompts = args.prompt if args.prompt is not None else generate.read_prompts(args.file)
+    prompts = args.prompt if args.prompt is not None else read_prompts(args.file)
     for index, prompt in enumerate(prompts):
         try:
-            generate.conversation(found.dataset, prompt)
-        except generate.GenerateError as err:
+            conversation(found.dataset, prompt)
+        except GenerateError as err:
             where = f"{args.file}:{index + 1}" if args.file else f"--prompt {index + 1}"
-            raise generate.GenerateError(f"{where}: {err}") from None
+            raise GenerateError(f"{where}: {err}") from None
 
     from qlorafx.train.quiet import quiet_libraries
 

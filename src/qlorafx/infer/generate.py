@@ -1,17 +1,9 @@
 """Prompts -> continuations with a finished run's model, rendered exactly as the run trained.
 
     open_run (files only: a finished run, its adapter, its recipe)
-    -> conversation (the prompt as the user turn of the run's first dataset format; no tokenizer)
-    -> Prompter.encode (rendered and tokenized by the training code itself)
+    -> infer/prompt.py: the prompt as the run's format renders it, tokenized by the training code
     -> load_model (the quantized base + adapter) -> generate_ids (left-padded batches)
     -> Prompter.decode (up to EOS or the chat template's end of turn) -> text
-
-The prompt ids are the training example's ``prompt_ids``, not the rendered prompt tokenized on its
-own: the conversation is rendered with a stand-in response, tokenized as a training example (the
-same render and tokenize functions), and cut before the first token of the response. With a
-byte-level or SentencePiece BPE tokenizer the two can differ: the Alpaca prompt ends in a space
-(``### Response: ``) that training tokenized into the response's first token (`` Red``), so the
-prompt tokenized alone would end in a lone space token the model never saw there.
 
 Everything that can be wrong with the input (the run directory, the sampling options, the
 prompts) is refused before any weight loads.
@@ -19,27 +11,13 @@ prompts) is refused before any weight loads.
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qlorafx.errors import UserError
+from qlorafx.infer.prompt import Encoded, GenerateError, Prompter, conversation, from_messages
 from qlorafx.infer.trained_run import TrainedRun, finished_run, load_quantized
 from qlorafx.model.architecture import is_encoder_decoder
-
-# The response while the prompt is rendered and tokenized: tokens that touch it are left out, so
-# its first token decides where the prompt ends. A word-initial letter, as most responses start:
-# every BPE vocabulary has it with a leading space (GPT-2's "ĠA", SentencePiece's "▁A").
-PLACEHOLDER = "A"
-# Formats whose user turn a prompt text can stand for (the registry may hold others).
-SUPPORTED = ("alpaca", "self_instruct", "oasst", "guanaco", "chat", "completion", "template")
-NO_LIMIT = 1 << 62  # max_length for tokenizing a prompt: generation never truncates it
-
-
-class GenerateError(UserError):
-    """A run, prompt or option that generate or chat cannot use; the message says what to do."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,234 +74,8 @@ Run = TrainedRun
 
 
 def open_run(run_dir: str | Path) -> Run:
-    """A finished run whose first dataset's format generate can prompt; files only."""
-    run = finished_run(run_dir)
-    fmt = run.dataset.format
-    if fmt not in SUPPORTED:
-        raise GenerateError(f"the run's first dataset has format {fmt!r}, which generate cannot turn a prompt into; "
-                            f"it supports {', '.join(SUPPORTED)}")
-    return run
-
-
-# ---------------------------------------------------------------------------------------------
-# Prompts -> conversations ending in a stand-in assistant turn (no tokenizer).
-
-
-def _record_error(fmt: str, message: str) -> GenerateError:
-    return GenerateError(f"prompt for a {fmt!r} run: {message}")
-
-
-def _from_text(dataset, text: str):
-    """The one exchange of the run's format whose user turn is ``text``."""
-    from qlorafx.data.formats import Turn
-    from qlorafx.data.formats.guanaco import guanaco_turns
-    from qlorafx.data.formats.template import template_fields
-
-    fmt = dataset.format
-    if fmt == "alpaca":
-        column = {"instruction": "instruction", "input": "input", "output": "output", **dataset.columns}
-        return _one(dataset, {column["instruction"]: text, column["input"]: "", column["output"]: PLACEHOLDER})
-    if fmt == "self_instruct":
-        return _one(dataset, {"prompt": text, "completion": PLACEHOLDER})
-    if fmt in ("guanaco", "oasst"):
-        return guanaco_turns([(text, PLACEHOLDER)])
-    if fmt in ("chat", "completion"):  # completion: the text itself is the start to continue
-        return [Turn("user", text), Turn("assistant", PLACEHOLDER)]
-    if fmt == "template":
-        fields = list(dict.fromkeys(template_fields(dataset.prompt)))
-        if len(fields) != 1:
-            raise _record_error(fmt, f"the prompt template {dataset.prompt!r} names {len(fields)} fields "
-                                     f"({', '.join(fields) or 'none'}), so a prompt text cannot fill it; give "
-                                     f"--file records with those fields")
-        return _one(dataset, {fields[0]: text, **_response_fields(dataset)})
-    raise _record_error(fmt, f"unsupported format; use one of {', '.join(SUPPORTED)}")
-
-
-def _response_fields(dataset) -> dict[str, str]:
-    from qlorafx.data.formats.template import template_fields
-
-    return {name: PLACEHOLDER for name in template_fields(dataset.response)}
-
-
-def _one(dataset, record: dict):
-    from qlorafx.data.formats import FORMATS, RecordError
-
-    try:
-        conversations = FORMATS.get(dataset.format).conversations(record, dataset, Counter())
-    except RecordError as err:
-        raise _record_error(dataset.format, str(err)) from None
-    if len(conversations) != 1:
-        raise _record_error(dataset.format, f"the record gives {len(conversations)} conversations; give one prompt "
-                                            f"per record")
-    return conversations[0]
-
-
-def _from_record(dataset, record: dict):
-    """A record of the run's format, without its response (one is filled in and ignored)."""
-    fmt = dataset.format
-    if fmt == "alpaca":
-        column = {"instruction": "instruction", "input": "input", "output": "output", **dataset.columns}
-        return _one(dataset, {**record, column["output"]: PLACEHOLDER})
-    if fmt == "self_instruct":
-        if "instances" in record:
-            instances = record["instances"]
-            if not isinstance(instances, list) or len(instances) != 1 or not isinstance(instances[0], dict):
-                raise _record_error(fmt, "a task record needs exactly one instance ({'input': ...}) per prompt")
-            return _one(dataset, {**record, "instances": [{**instances[0], "output": PLACEHOLDER}]})
-        return _one(dataset, {**record, "completion": PLACEHOLDER})
-    if fmt == "chat":
-        for key, role_key, text_key, user, assistant in (("messages", "role", "content", ("user",), "assistant"),
-                                                         ("conversations", "from", "value", ("human", "user"), "gpt")):
-            messages = record.get(key)
-            if isinstance(messages, list):
-                if not messages or not isinstance(messages[-1], dict) or messages[-1].get(role_key) not in user:
-                    raise _record_error(fmt, f"the last of the {key!r} must be the user's message, which the "
-                                             f"model answers")
-                return _one(dataset, {key: [*messages, {role_key: assistant, text_key: PLACEHOLDER}]})
-        raise _record_error(fmt, "a chat record needs a 'messages' (OpenAI) or 'conversations' (ShareGPT) list "
-                                 "ending with the user's message")
-    if fmt in ("guanaco", "oasst"):
-        from qlorafx.data.formats.guanaco import ASSISTANT, GuanacoDataset, _MARKER
-
-        column = getattr(dataset, "column", "text")
-        text = record.get(column)
-        speakers = _MARKER.findall(text) if isinstance(text, str) else []
-        if not speakers or speakers[-1] != "Human":
-            raise _record_error(fmt, f"a record needs {column!r}: the conversation so far in Guanaco's form, "
-                                     f"'### Human: ...### Assistant: ...### Human: ...', ending with a human turn")
-        guanaco = GuanacoDataset(path="", column=column)
-        return _one(guanaco, {column: f"{text.rstrip()}{ASSISTANT}{PLACEHOLDER}"})
-    if fmt == "template":
-        return _one(dataset, {**record, **_response_fields(dataset)})
-    if fmt == "completion":
-        text = record.get(dataset.column)
-        if not isinstance(text, str):
-            raise _record_error(fmt, f"a record needs the text to continue in {dataset.column!r}")
-        return _from_text(dataset, text)
-    raise _record_error(fmt, "records are not supported for this format; give the prompt text")
-
-
-def conversation(dataset, prompt: str | dict, history: list = ()):
-    """The turns the model is given: each earlier (prompt, answer) exchange in the run's format with
-    its answer as the assistant turn, then ``prompt`` with a stand-in assistant turn."""
-    from qlorafx.data.formats import Turn
-
-    turns = []
-    for earlier, answer in history:
-        done = _exchange(dataset, earlier)
-        turns += [*done[:-1], Turn("assistant", answer)]
-    return [*turns, *_exchange(dataset, prompt)]
-
-
-def _exchange(dataset, prompt: str | dict):
-    if isinstance(prompt, str):
-        return _from_text(dataset, prompt)
-    if isinstance(prompt, dict) and set(prompt) == {"prompt"} and isinstance(prompt["prompt"], str):
-        return _from_text(dataset, prompt["prompt"])
-    if isinstance(prompt, dict):
-        return _from_record(dataset, prompt)
-    raise _record_error(dataset.format, f"expected a text or a JSON object, found {type(prompt).__name__}")
-
-
-def read_prompts(path: str | Path) -> list[str | dict]:
-    """A JSONL file of prompts: each line a JSON string (the prompt text), {"prompt": TEXT}, or a
-    record of the run's format without its response (alpaca: {"instruction", "input"})."""
-    path = Path(path)
-    if not path.is_file():
-        raise GenerateError(f"--file {path}: no such file; give a JSONL file, one prompt per line")
-    prompts = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise GenerateError(f"{path}:{number}: not JSON ({err.msg}): {line[:60]!r}; each line is a JSON string "
-                                f"(the prompt) or object (a record of the run's format)") from None
-        if not isinstance(item, (str, dict)):
-            raise GenerateError(f"{path}:{number}: expected a JSON string or object, found {type(item).__name__}")
-        prompts.append(item)
-    if not prompts:
-        raise GenerateError(f"{path} holds no prompt; write one JSON string or object per line")
-    return prompts
-
-
-# ---------------------------------------------------------------------------------------------
-# Conversations -> token ids, by the training code; generated ids -> text.
-
-
-@dataclass(frozen=True)
-class Encoded:
-    ids: list[int]  # what the model is given: the training example's prompt_ids
-    text: str  # the rendered prompt (Rendered.prompt): everything before the assistant turn
-    # The end of ``text`` that training tokenized into the response's first token (e.g. the
-    # space of '### Response: '): the model writes it again, so it is taken off the output.
-    carried: str = ""
-
-
-class Prompter:
-    """Renders and tokenizes conversations exactly as the run's training data was."""
-
-    def __init__(self, run: Run, tokenizer):
-        from qlorafx.data.formats import FORMATS, RecordError
-        from qlorafx.data.render import chat_template_of
-
-        self.dataset, self.tokenizer = run.dataset, tokenizer
-        self.encoder_decoder = run.encoder_decoder
-        self.chat = FORMATS.get(self.dataset.format).chat
-        try:
-            self.template = chat_template_of(tokenizer, getattr(self.dataset, "chat_template", None)) if self.chat else None
-        except RecordError as err:
-            raise GenerateError(str(err)) from None
-        self.end_marker = self._end_marker()
-        vocab = tokenizer.get_vocab()
-        self.stop_ids = list(dict.fromkeys(
-            [tokenizer.eos_token_id] + ([vocab[self.end_marker]] if self.end_marker in vocab else [])))
-
-    def render(self, turns):
-        from qlorafx.data.formats import RecordError
-        from qlorafx.data.render import render_chat, render_text
-
-        try:
-            return render_chat(turns, self.tokenizer, self.template) if self.chat else \
-                render_text(turns, self.tokenizer.eos_token)
-        except RecordError as err:
-            raise GenerateError(str(err)) from None
-
-    def _end_marker(self) -> str:
-        """What ends an assistant turn: the tokenizer's EOS for text formats, the chat template's
-        end-of-turn text (e.g. <|im_end|>) for chat."""
-        if not self.chat:
-            return self.tokenizer.eos_token
-        from qlorafx.data.formats import Turn
-
-        rendered = self.render([Turn("user", "x"), Turn("assistant", PLACEHOLDER)])
-        start, end = rendered.spans[-1]
-        return rendered.text[start:end].removeprefix(PLACEHOLDER).strip() or self.tokenizer.eos_token
-
-    def encode(self, turns) -> Encoded:
-        from qlorafx.data.render import Rendered
-        from qlorafx.data.tokenize import tokenize, tokenize_encoder_decoder
-
-        rendered = self.render(turns)
-        last = Rendered(rendered.text, rendered.spans[-1:], rendered.add_special_tokens)  # earlier answers are context
-        if self.encoder_decoder:  # the encoder reads the whole prompt; nothing of it is carried into the answer
-            return Encoded(tokenize_encoder_decoder(last, self.tokenizer, NO_LIMIT)[0].prompt_ids, last.prompt)
-        ids = tokenize(last, self.tokenizer, NO_LIMIT, train_on_inputs=False).prompt_ids
-        if not ids:
-            raise GenerateError("the prompt renders to no tokens; give a non-empty prompt")
-        offsets = self.tokenizer(rendered.text, return_offsets_mapping=True,
-                                 add_special_tokens=rendered.add_special_tokens)["offset_mapping"][:len(ids)]
-        covered = max((end for _, end in offsets), default=0)
-        return Encoded(ids, last.prompt, last.prompt[covered:])
-
-    def decode(self, new_ids: list[int], encoded: Encoded) -> str:
-        """Generated ids -> the answer: up to the first stop token or end marker."""
-        stops = [i for i, token in enumerate(new_ids) if token in self.stop_ids]
-        text = self.tokenizer.decode(new_ids[:stops[0]] if stops else new_ids, skip_special_tokens=True)
-        if self.end_marker and self.end_marker in text:
-            text = text[:text.index(self.end_marker)]
-        return text.removeprefix(encoded.carried)
+    """A finished run: every registered format renders its own prompts, so any run can be prompted."""
+    return finished_run(run_dir)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,8 +141,13 @@ class Generator:
                 return getattr(config, name)
         return self.run.recipe.data.max_length
 
-    def encode(self, prompt: str | dict, history: list = ()) -> Encoded:
-        return self.prompter.encode(conversation(self.run.dataset, prompt, history))
+    def encode(self, prompt: str | dict, history: list = (), system: str | None = None) -> Encoded:
+        """A prompt (text or record), after earlier (prompt, answer) exchanges, as the run trained."""
+        return self.prompter.encode(conversation(self.run.dataset, prompt, history, system))
+
+    def encode_messages(self, messages: list[dict]) -> Encoded:
+        """OpenAI chat messages ({role, content}, ending with the user's) as the run trained."""
+        return self.prompter.encode(from_messages(self.run.dataset, messages))
 
     def answer(self, encoded: list[Encoded], batch_size: int = 8) -> list[str]:
         """One answer per prompt, in order; the prompts go to the model batch_size at a time."""

@@ -1,17 +1,15 @@
-"""Dataset formats, by registry key. Each turns a record into conversations; see base.py."""
+"""Dataset formats, by registry key. Each renders records for training and prompts for inference; see base.py.
 
-from qlorafx.data.formats.alpaca import Alpaca
-from qlorafx.data.formats.base import Conversation, DatasetBase, Format, RecordError, Turn
-from qlorafx.data.formats.chat import Chat
-from qlorafx.data.formats.completion import Completion
-from qlorafx.data.formats.guanaco import Guanaco
-from qlorafx.data.formats.oasst import Oasst
-from qlorafx.data.formats.self_instruct import SelfInstruct
-from qlorafx.data.formats.template import Template
-from qlorafx.registry import Registry
+Adding a format: its own file here, its class marked ``@register``, and one import line below.
+"""
 
-FORMATS: Registry[Format] = Registry("dataset format")
-for _format in (Alpaca(), SelfInstruct(), Oasst(), Guanaco(), Chat(), Completion(), Template()):
-    FORMATS.register(_format.name)(_format)
+from qlorafx.data.formats import alpaca  # noqa: F401  (each import registers its format)
+from qlorafx.data.formats import chat  # noqa: F401
+from qlorafx.data.formats import completion  # noqa: F401
+from qlorafx.data.formats import guanaco  # noqa: F401
+from qlorafx.data.formats import oasst  # noqa: F401
+from qlorafx.data.formats import self_instruct  # noqa: F401
+from qlorafx.data.formats import template  # noqa: F401
+from qlorafx.data.formats.base import FORMATS, PLACEHOLDER, Conversation, DatasetBase, Format, RecordError, Turn
 
-__all__ = ["FORMATS", "Conversation", "DatasetBase", "Format", "RecordError", "Turn"]
+__all__ = ["FORMATS", "PLACEHOLDER", "Conversation", "DatasetBase", "Format", "RecordError", "Turn"]

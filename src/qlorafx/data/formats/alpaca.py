@@ -16,7 +16,8 @@ renders to a user turn (the template without input, as ``input`` is empty)::
 
 and an assistant turn ``Red.`` (followed by EOS when tokenized). A non-empty ``input`` selects
 the template with an ``### Input:`` block. ``columns`` maps these names to a dataset's own,
-e.g. ``columns: {instruction: question, output: answer}``.
+e.g. ``columns: {instruction: question, output: answer}``. For inference a prompt text is the
+instruction (with no input), and a prompt record is one without ``output``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from qlorafx.data.formats.base import DatasetBase, Format, Turn, require_text
+from qlorafx.data.formats.base import PLACEHOLDER, DatasetBase, Format, Turn, register, require_text
 
 PROMPT_WITH_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "
@@ -46,15 +47,27 @@ class AlpacaDataset(DatasetBase):
     )
 
 
+@register
 class Alpaca(Format):
     name = "alpaca"
     version = "1"
     section = AlpacaDataset
 
     def conversations(self, record, options=AlpacaDataset(path=""), counts=None):
-        column = {"instruction": "instruction", "input": "input", "output": "output", **options.columns}
+        column = _columns(options)
         instruction = require_text(record, column["instruction"], self.name)
         context = require_text(record, column["input"], self.name, optional=True)
         prompt = (PROMPT_WITH_INPUT.format(instruction=instruction, input=context) if context
                   else PROMPT_NO_INPUT.format(instruction=instruction))
         return [[Turn("user", prompt), Turn("assistant", require_text(record, column["output"], self.name))]]
+
+    def prompt(self, text, options=AlpacaDataset(path="")):
+        column = _columns(options)
+        return self.one({column["instruction"]: text, column["input"]: "", column["output"]: PLACEHOLDER}, options)
+
+    def prompt_record(self, record, options=AlpacaDataset(path="")):
+        return self.one({**record, _columns(options)["output"]: PLACEHOLDER}, options)
+
+
+def _columns(options: AlpacaDataset) -> dict[str, str]:
+    return {"instruction": "instruction", "input": "input", "output": "output", **options.columns}

@@ -1,10 +1,20 @@
 """What every dataset format produces, and the recipe section every dataset shares.
 
-A format turns one record into conversations: lists of turns, each a role and its text.
-It knows nothing of tokenizers. ``assistant`` turns are what the model learns to write;
+A format is one object that serves training and inference alike, so both see the same tokens:
+
+- training: ``conversations(record)`` turns one record into conversations (lists of turns,
+  each a role and its text);
+- inference: ``prompt(text)`` turns a user message, and ``prompt_record(record)`` a record
+  without its response, into one exchange whose assistant turn is ``PLACEHOLDER``; ``system``
+  renders a system message where the format has one. generate, chat (and the server) build
+  every prompt, history included, from these three.
+
+A format knows nothing of tokenizers. ``assistant`` turns are what the model learns to write;
 ``system`` and ``user`` turns are context, masked out of the loss unless the recipe says
 train_on_inputs. Text formats (Alpaca, Guanaco, ...) put their template's decorations into
 the turns' text; chat formats leave the text bare and are rendered by a chat template.
+Adding a format: its own file (a ``Format`` subclass marked ``@register``, and its ``DatasetBase``
+section) and one line in ``data/formats/__init__.py`` that imports it.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from pydantic import Field
 
 from qlorafx.errors import UserError
 from qlorafx.recipe.section import Section
+from qlorafx.registry import Registry
 
 Role = Literal["system", "user", "assistant"]
 
@@ -28,6 +39,11 @@ class Turn:
 
 
 Conversation = list[Turn]
+
+# The response an inference prompt is rendered with: tokens that touch it are left out, so its
+# first token decides where the prompt ends. A word-initial letter, as most responses start:
+# every BPE vocabulary has it with a leading space (GPT-2's "ĠA", SentencePiece's "▁A").
+PLACEHOLDER = "A"
 
 
 class RecordError(UserError):
@@ -45,16 +61,47 @@ class DatasetBase(Section):
 
 
 class Format:
-    """Base of the registered formats: a name, a version, the section with its options."""
+    """Base of the registered formats: a name, a version, the section with its options, and how
+    a record renders for training and a prompt for inference."""
 
     name: ClassVar[str]
     version: ClassVar[str]  # bump when rendering changes: cached tokenizations are then rebuilt
     chat: ClassVar[bool] = False  # rendered by a chat template rather than joined as text
+    dialogue: ClassVar[bool] = True  # False: plain text with no turns to chat in (completion)
     section: ClassVar[type[DatasetBase]]
 
     def conversations(self, record: Any, options: DatasetBase, counts: Counter) -> list[Conversation]:
-        """The record's conversations (none if filtered out, after counting why in ``counts``)."""
+        """Training: the record's conversations (none if filtered out, after counting why in ``counts``)."""
         raise NotImplementedError
+
+    def prompt(self, text: str, options: DatasetBase) -> Conversation:
+        """Inference: the exchange whose user message is ``text``, ending in an assistant turn ``PLACEHOLDER``."""
+        raise NotImplementedError
+
+    def prompt_record(self, record: dict, options: DatasetBase) -> Conversation:
+        """Inference: a record of this format without its response, as ``prompt`` renders a text."""
+        raise NotImplementedError
+
+    def system(self, text: str, options: DatasetBase) -> Conversation:
+        """Inference: the turns a system message becomes; text formats trained none, so they refuse it."""
+        raise RecordError(f"format {self.name!r} has no system turn (it trained none), so a system message cannot be "
+                          f"rendered as the run trained; leave it out, or train on format 'chat'")
+
+    def one(self, record: dict, options: DatasetBase) -> Conversation:
+        """The record's one conversation: what a prompt given as a record must render to."""
+        conversations = self.conversations(record, options, Counter())
+        if len(conversations) != 1:
+            raise RecordError(f"the record gives {len(conversations)} conversations; give one prompt per record")
+        return conversations[0]
+
+
+FORMATS: Registry[Format] = Registry("dataset format")
+
+
+def register(cls: type[Format]) -> type[Format]:
+    """Class decorator: registers the format's one instance under its name."""
+    FORMATS.register(cls.name)(cls())
+    return cls
 
 
 def require_text(record: Any, field: str, format_name: str, optional: bool = False) -> str:

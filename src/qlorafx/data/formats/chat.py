@@ -9,7 +9,9 @@ both read as the user turn ``Hi`` and the assistant turn ``Hello!``. Rendering u
 tokenizer's chat template, or ``chat_template`` (a named template, e.g. chatml) when the
 tokenizer has none; with chatml this becomes
 ``<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\nHello!<|im_end|>\\n``, where the
-assistant's text and its ``<|im_end|>`` carry loss.
+assistant's text and its ``<|im_end|>`` carry loss. For inference a prompt text is one user
+message, a prompt record either list ending with the user's message, and a system message a
+system turn.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from qlorafx.data.chat_templates import CHAT_TEMPLATES
-from qlorafx.data.formats.base import DatasetBase, Format, RecordError, Turn, check_alternation, require_text
+from qlorafx.data.formats.base import PLACEHOLDER, DatasetBase, Format, RecordError, Turn, check_alternation, register, require_text
 
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 OPENAI_ROLES = {"system": "system", "user": "user", "assistant": "assistant"}
@@ -39,6 +41,7 @@ class ChatDataset(DatasetBase):
         return v
 
 
+@register
 class Chat(Format):
     name = "chat"
     version = "1"
@@ -62,3 +65,20 @@ class Chat(Format):
             turns.append(Turn(roles[role], require_text(message, text_key, self.name)))
         check_alternation(turns, self.name)
         return [turns]
+
+    def prompt(self, text, options=None):
+        return [Turn("user", text), Turn("assistant", PLACEHOLDER)]
+
+    def prompt_record(self, record, options=None):
+        for key, role_key, text_key, user, assistant in (("messages", "role", "content", ("user",), "assistant"),
+                                                         ("conversations", "from", "value", ("human", "user"), "gpt")):
+            messages = record.get(key)
+            if isinstance(messages, list):
+                if not messages or not isinstance(messages[-1], dict) or messages[-1].get(role_key) not in user:
+                    raise RecordError(f"the last of the {key!r} must be the user's message, which the model answers")
+                return self.one({key: [*messages, {role_key: assistant, text_key: PLACEHOLDER}]}, options)
+        raise RecordError("a chat record needs a 'messages' (OpenAI) or 'conversations' (ShareGPT) list ending with "
+                          "the user's message")
+
+    def system(self, text, options=None):
+        return [Turn("system", text)]

@@ -11,7 +11,8 @@ follows the best-ranked reply (lowest ``rank``) at each level and renders in Gua
 form, as the QLoRA paper did: the user turn ``### Human: Hi### Assistant: `` and the assistant
 turn ``Hello!``. ``all_paths: true`` yields every root-to-leaf path instead. Trees not
 ``ready_for_export`` (unless ``ready_only: false``), messages deleted or failed in review, and
-messages outside ``lang`` are dropped, each counted in the preprocess report.
+messages outside ``lang`` are dropped, each counted in the preprocess report. For inference a
+prompt is rendered as Guanaco's: a text is one human turn, a record ``{"text": "### Human: ..."}``.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from qlorafx.data.formats.base import DatasetBase, Format, RecordError
-from qlorafx.data.formats.guanaco import guanaco_turns
+from qlorafx.data.formats.base import DatasetBase, Format, RecordError, register
+from qlorafx.data.formats.guanaco import Guanaco, GuanacoDataset, guanaco_turns
 
 
 class OasstDataset(DatasetBase):
@@ -38,6 +39,7 @@ def _rank(message: dict[str, Any]) -> float:
     return rank if plain else float("inf")  # unranked replies come last
 
 
+@register
 class Oasst(Format):
     name = "oasst"
     version = "1"
@@ -90,3 +92,9 @@ class Oasst(Format):
         if not conversations:
             counts["trees with no usable conversation"] += 1
         return conversations
+
+    def prompt(self, text, options=None):
+        return Guanaco().prompt(text)
+
+    def prompt_record(self, record, options=None):
+        return Guanaco().prompt_record(record, GuanacoDataset(path=""))

@@ -12,14 +12,15 @@ give one example per instance, in Self-Instruct's own encoding::
     {"instruction": "Give a synonym.", "instances": [{"input": "happy", "output": "glad"}]}
 
 renders to the user turn ``Give a synonym.\\nInput: happy\\nOutput:`` and the assistant turn
-`` glad`` (an instance without input: ``Give a synonym.\\nOutput:``).
+`` glad`` (an instance without input: ``Give a synonym.\\nOutput:``). For inference a prompt text is
+the ``prompt``, and a prompt record either shape without its response (a task with one instance).
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from qlorafx.data.formats.base import DatasetBase, Format, RecordError, Turn, require_list, require_text
+from qlorafx.data.formats.base import PLACEHOLDER, DatasetBase, Format, RecordError, Turn, register, require_list, require_text
 
 END_OF_TEXT = "<|endoftext|>"
 
@@ -28,6 +29,7 @@ class SelfInstructDataset(DatasetBase):
     format: Literal["self_instruct"] = "self_instruct"
 
 
+@register
 class SelfInstruct(Format):
     name = "self_instruct"
     version = "1"
@@ -52,3 +54,14 @@ class SelfInstruct(Format):
             output = require_text(instance, "output", self.name).strip()
             conversations.append([Turn("user", prompt), Turn("assistant", " " + output)])
         return conversations
+
+    def prompt(self, text, options=None):
+        return self.one({"prompt": text, "completion": PLACEHOLDER}, options)
+
+    def prompt_record(self, record, options=None):
+        if "instances" in record:
+            instances = record["instances"]
+            if not isinstance(instances, list) or len(instances) != 1 or not isinstance(instances[0], dict):
+                raise RecordError("a task record needs exactly one instance ({'input': ...}) per prompt")
+            return self.one({**record, "instances": [{**instances[0], "output": PLACEHOLDER}]}, options)
+        return self.one({**record, "completion": PLACEHOLDER}, options)

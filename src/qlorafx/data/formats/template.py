@@ -6,7 +6,8 @@ With ``prompt: "Q: {question}\\nA: "`` and ``response: "{answer}"``, the record:
 
 renders to the user turn ``Q: What is 2+2?\\nA: `` and the assistant turn ``4``. Fields are
 plain names in braces (``{{`` for a literal brace); attribute or index access is refused, so a
-template can only place a record's text.
+template can only place a record's text. For inference a prompt record holds the prompt's fields;
+a prompt text fills a prompt template that names exactly one field.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from qlorafx.data.formats.base import DatasetBase, Format, RecordError, Turn, require_text
+from qlorafx.data.formats.base import PLACEHOLDER, DatasetBase, Format, RecordError, Turn, register, require_text
 
 
 def template_fields(template: str) -> list[str]:
@@ -46,6 +47,7 @@ class TemplateDataset(DatasetBase):
         return v
 
 
+@register
 class Template(Format):
     name = "template"
     version = "1"
@@ -61,3 +63,18 @@ class Template(Format):
                                   f"({err}); use plain {{field}} placeholders") from None
 
         return [[Turn("user", fill(options.prompt)), Turn("assistant", fill(options.response))]]
+
+    def prompt(self, text, options):
+        fields = list(dict.fromkeys(template_fields(options.prompt)))
+        if len(fields) != 1:
+            raise RecordError(f"the prompt template {options.prompt!r} names {len(fields)} fields "
+                              f"({', '.join(fields) or 'none'}), so a prompt text cannot fill it; give "
+                              f"--file records with those fields")
+        return self.one({fields[0]: text, **_response_fields(options)}, options)
+
+    def prompt_record(self, record, options):
+        return self.one({**record, **_response_fields(options)}, options)
+
+
+def _response_fields(options: TemplateDataset) -> dict[str, str]:
+    return {name: PLACEHOLDER for name in template_fields(options.response)}
