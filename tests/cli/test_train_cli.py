@@ -36,5 +36,5 @@ def test_output_dir_that_is_not_a_run_is_never_touched(tmp_path):
     precious.write_text("years of work")
     done = qlorafx("train", tiny_recipe(tmp_path), "--overwrite")
     assert done.returncode == 2
-    assert "is not empty and holds no qlorafx run; choose another output_dir" in done.stderr
+    assert "is not empty and holds no qlorafx run (no .qlorafx-run mark" in done.stderr
     assert precious.read_text() == "years of work" and len(list(precious.parent.iterdir())) == 1

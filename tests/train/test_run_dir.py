@@ -1,0 +1,77 @@
+"""The run directory's protection: only a folder qlorafx marked as its run is ever replaced, and
+replacing it never takes a file qlorafx did not write."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from qlorafx.train import run_dir as rundir
+from qlorafx.train.run_dir import RUN_ENTRIES, RUN_MARKER, RunDirError
+from tests.cli.test_cli import qlorafx
+from tests.train.tiny import QUICKSTART_DATA, tiny_recipe
+
+
+def _tree(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_overwrite_with_output_dir_dot_beside_the_users_own_recipe_and_data(tmp_path):
+    """A user's project: their recipe.yaml, data and notes, and output_dir '.'. --overwrite must not
+    take the project for a run (before issue 9 a recipe.yaml made it one, and it was emptied)."""
+    project = tmp_path / "project"
+    project.mkdir()
+    tiny_recipe(project).rename(project / "recipe.yaml")
+    shutil.copy(QUICKSTART_DATA, project / "data.jsonl")
+    (project / "notes.md").write_text("what I tried\n")
+    before = _tree(project)
+    done = qlorafx("train", "recipe.yaml", "output_dir=.", "data.datasets=[{path: data.jsonl, format: alpaca}]",
+                   "--overwrite", cwd=project)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"error: output_dir {project} is not empty and holds no qlorafx run (no {RUN_MARKER} mark" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert _tree(project) == before
+
+
+def _fake_run(folder):
+    """A run directory as qlorafx makes one (marked), with a few of a run's files."""
+    rundir.prepare(folder, overwrite=False)
+    (folder / "recipe.yaml").write_text("output_dir: run\n")
+    (folder / "run.json").write_text('{"status": "finished"}\n')
+    (folder / "adapter").mkdir()
+    (folder / "adapter" / "adapter_model.safetensors").write_bytes(b"weights")
+
+
+def test_overwrite_refuses_a_run_that_also_holds_the_users_files(tmp_path):
+    run = tmp_path / "run"
+    _fake_run(run)
+    (run / "notes.md").write_text("mine\n")
+    (run / "eval-by-hand").mkdir()
+    before = _tree(run)
+    with pytest.raises(RunDirError, match=r"holds a qlorafx run and also files qlorafx did not write "
+                                          r"\(eval-by-hand, notes.md\); --overwrite removes only a run's own files, "
+                                          r"so nothing was removed"):
+        rundir.prepare(run, overwrite=True)
+    assert _tree(run) == before and (run / "eval-by-hand").is_dir()
+
+
+def test_overwrite_replaces_a_run_that_holds_only_its_own_files(tmp_path):
+    run = tmp_path / "run"
+    _fake_run(run)
+    elsewhere = tmp_path / "my-adapters"
+    elsewhere.mkdir()
+    (elsewhere / "keep.safetensors").write_bytes(b"mine")
+    shutil.rmtree(run / "adapter")
+    (run / "adapter").symlink_to(elsewhere, target_is_directory=True)  # a link is removed, not what it points to
+    rundir.prepare(run, overwrite=True)
+    assert sorted(os.listdir(run)) == [RUN_MARKER]
+    assert (elsewhere / "keep.safetensors").read_bytes() == b"mine"
+
+
+def test_every_file_a_real_run_writes_is_a_run_entry(tracked):
+    """RUN_ENTRIES, what --overwrite may remove, holds every name a run with all backends wrote."""
+    _, run, _, _ = tracked
+    names = set(os.listdir(run))
+    assert RUN_MARKER in names and names <= RUN_ENTRIES, names - RUN_ENTRIES
