@@ -49,3 +49,27 @@ def finished_chat_run(tmp_path_factory) -> Path:
                 f"output_dir={tmp / 'chat-run'}"]
 
     return _train(tmp_path_factory, "chat", [], prepare)
+
+
+_LOADED: dict[str, object] = {}
+
+
+def served_engine(tmp_path_factory):
+    """One Engine serving both runs' adapters (as "alpaca" and "chat") on their base, loaded once."""
+    if "engine" not in _LOADED:
+        from qlorafx.infer.engine import Engine
+
+        _LOADED["engine"] = Engine.load([finished_run(tmp_path_factory), finished_chat_run(tmp_path_factory)],
+                                        ["alpaca", "chat"])
+    return _LOADED["engine"]
+
+
+def generators(tmp_path_factory) -> dict:
+    """What `qlorafx generate` answers with, per run ("alpaca", "chat"): each run's model loaded alone."""
+    if "generators" not in _LOADED:
+        from qlorafx.infer import generate as g
+
+        runs = {"alpaca": finished_run(tmp_path_factory), "chat": finished_chat_run(tmp_path_factory)}
+        _LOADED["generators"] = {name: g.Generator(g.open_run(path), g.Sampling(max_new_tokens=12))
+                                 for name, path in runs.items()}
+    return _LOADED["generators"]

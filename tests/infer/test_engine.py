@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from qlorafx.infer import generate as g
-from qlorafx.infer.engine import Engine, EngineError, UnknownModel, check_runs, check_same_base
+from qlorafx.infer.engine import EngineError, UnknownModel, check_runs, check_same_base
 from qlorafx.infer.trained_run import TrainedRun
-from tests.infer.finished import finished_chat_run, finished_run
+from tests.infer.finished import finished_chat_run, finished_run, served_engine
+from tests.infer.finished import generators as loaded_generators
 
 QUESTION = "What color is a leaf?"
 CHAT = [{"role": "user", "content": QUESTION}]
@@ -25,16 +26,13 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def engine(runs):
-    engine = Engine.load(list(runs.values()), list(runs))
-    yield engine
-    engine.close()
+def engine(tmp_path_factory):
+    return served_engine(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def generators(runs) -> dict[str, g.Generator]:
-    """What `qlorafx generate` answers with: each run's own model, loaded alone."""
-    return {name: g.Generator(g.open_run(run_dir), g.Sampling(max_new_tokens=12)) for name, run_dir in runs.items()}
+def generators(tmp_path_factory) -> dict[str, g.Generator]:
+    return loaded_generators(tmp_path_factory)
 
 
 def _alone(generator: g.Generator, prompt) -> tuple[list[int], str]:
@@ -48,9 +46,10 @@ def _alone(generator: g.Generator, prompt) -> tuple[list[int], str]:
 def test_a_mixed_batch_answers_as_generate_does_for_each_adapter(engine, generators):
     greedy = g.Sampling(max_new_tokens=12)
     before = engine.scheduler.batches_run
-    streams = [engine.submit("alpaca", engine.encode_prompt("alpaca", QUESTION), greedy),
-               engine.submit("chat", engine.encode_chat("chat", CHAT), greedy),
-               engine.submit("base_model", engine.encode_prompt("base_model", QUESTION), greedy)]
+    with engine.scheduler.model_lock:  # the three requests wait together, as if they arrived at once
+        streams = [engine.submit("alpaca", engine.encode_prompt("alpaca", QUESTION), greedy),
+                   engine.submit("chat", engine.encode_chat("chat", CHAT), greedy),
+                   engine.submit("base_model", engine.encode_prompt("base_model", QUESTION), greedy)]
     done = [s.result() for s in streams]
     assert engine.scheduler.batches_run == before + 1  # the three rows went through one generate
 

@@ -6,11 +6,13 @@ import argparse
 import sys
 
 from qlorafx import __version__
-from qlorafx.cli import chat, env, estimate, evaluate, generate, judge, merge, preprocess, recipes, report, schema, show, train, validate
+from qlorafx.cli import (chat, env, estimate, evaluate, generate, judge, merge, preprocess, recipes, report, schema,
+                         serve, show, train, validate)
 from qlorafx.errors import UserError
 from qlorafx.interrupts import ctrl_c_always_stops
 
-COMMANDS = (train, validate, show, evaluate, preprocess, estimate, generate, chat, merge, judge, recipes, report, schema, env)
+COMMANDS = (train, validate, show, evaluate, preprocess, estimate, generate, chat, serve, merge, judge, recipes, report,
+            schema, env)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -243,21 +243,26 @@ class Scheduler:
                 if self._closed:
                     return
             time.sleep(self.gather_s)  # requests sent together reach us a few milliseconds apart
-            batch = self._take()
-            if batch:
-                self._run(batch)
+            with self.model_lock:  # taken before the batch: rows arriving while it is held join it
+                batch = self._take()
+                if batch:
+                    self._run(batch)
+
+    def pending(self) -> int:
+        """Rows waiting for a batch."""
+        with self._wake:
+            return len(self._pending)
 
     def _run(self, batch: list[Stream]) -> None:
+        self.batches_run += 1
         try:
-            with self.model_lock:
-                self.batches_run += 1
-                generate_rows(self.model, batch)
+            generate_rows(self.model, batch)
         except Exception as err:  # one failed batch ends its rows with the error; the server goes on
             log.exception("a batch of %d rows failed", len(batch))
             for stream in batch:
                 stream._finish("error", f"{type(err).__name__}: {err}")
-        for stream in batch:  # a row generate stopped at the batch's token limit
-            stream._finish("length")
+        for stream in batch:  # a row still open when generate returned
+            stream._finish("cancelled" if stream.cancelled else "length")
 
 
 def generate_rows(model, batch: list[Stream]) -> None:

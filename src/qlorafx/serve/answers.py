@@ -1,0 +1,112 @@
+"""Engine rows -> OpenAI response bodies: whole (``chat.completion``, ``text_completion``) or as
+server-sent-event chunks (``chat.completion.chunk``; a final chunk with each choice's
+``finish_reason``; usage last when asked for; ``data: [DONE]``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import AsyncIterator
+
+from qlorafx.serve.protocol import ApiError
+
+
+class Answer:
+    """The n rows (choices) of one request."""
+
+    def __init__(self, kind: str, model: str, streams: list, prompt_tokens: int):
+        self.kind, self.model, self.streams, self.prompt_tokens = kind, model, streams, prompt_tokens
+        self.id = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+
+    def cancel(self) -> None:
+        for stream in self.streams:
+            stream.cancel()
+
+    def usage(self) -> dict:
+        completion = sum(s.completion.completion_tokens for s in self.streams if s.completion is not None)
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": completion,
+                "total_tokens": self.prompt_tokens + completion}
+
+    # -- whole ----------------------------------------------------------------------------------
+
+    async def whole(self) -> dict:
+        done = [await stream.wait() for stream in self.streams]
+        _raise_failed(done)
+        choices = []
+        for index, completion in enumerate(done):
+            choice = {"index": index, "finish_reason": completion.finish_reason, "logprobs": None}
+            if self.kind == "chat":
+                choice["message"] = {"role": "assistant", "content": completion.text}
+            else:
+                choice["text"] = completion.text
+            choices.append(choice)
+        return {"id": self.id, "object": "chat.completion" if self.kind == "chat" else "text_completion",
+                "created": self.created, "model": self.model, "choices": choices, "usage": self.usage()}
+
+    # -- streamed -------------------------------------------------------------------------------
+
+    def _chunk(self, choices: list, usage: dict | None = None, with_usage: bool = False) -> str:
+        body = {"id": self.id, "object": "chat.completion.chunk" if self.kind == "chat" else "text_completion",
+                "created": self.created, "model": self.model, "choices": choices}
+        if with_usage:
+            body["usage"] = usage
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+    def _piece(self, index: int, text: str | None, finish: str | None = None, role: bool = False) -> dict:
+        if self.kind == "chat":
+            delta = {"role": "assistant", "content": ""} if role else ({"content": text} if text is not None else {})
+            return {"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}
+        return {"index": index, "text": text or "", "finish_reason": finish, "logprobs": None}
+
+    async def events(self, include_usage: bool) -> AsyncIterator[str]:
+        """The SSE body. Cancelling it (the client went away) cancels every row."""
+        try:
+            if self.kind == "chat":
+                for index in range(len(self.streams)):
+                    yield self._chunk([self._piece(index, None, role=True)], None, include_usage)
+            async for index, piece in _merged(self.streams):
+                if piece is not None:
+                    yield self._chunk([self._piece(index, piece)], None, include_usage)
+            done = [s.completion for s in self.streams]
+            failed = [c for c in done if c.finish_reason == "error"]
+            if failed:
+                error = ApiError(500, f"generation failed: {failed[0].error}", kind="server_error")
+                yield f"data: {json.dumps(error.body())}\n\n"
+            else:
+                for index, completion in enumerate(done):
+                    yield self._chunk([self._piece(index, None, completion.finish_reason)], None, include_usage)
+                if include_usage:
+                    yield self._chunk([], self.usage(), True)
+            yield "data: [DONE]\n\n"
+        finally:
+            self.cancel()  # a no-op for rows already done
+
+
+async def _merged(streams: list) -> AsyncIterator[tuple[int, str | None]]:
+    """(choice index, new text) from all rows as they come; (index, None) when a row ends."""
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def pump(index: int, stream) -> None:
+        async for piece in stream.deltas():
+            await queue.put((index, piece))
+        await queue.put((index, None))
+
+    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+    running = len(streams)
+    try:
+        while running:
+            index, piece = await queue.get()
+            running -= piece is None
+            yield index, piece
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
+def _raise_failed(done: list) -> None:
+    for completion in done:
+        if completion.finish_reason == "error":
+            raise ApiError(500, f"generation failed: {completion.error}", kind="server_error")
