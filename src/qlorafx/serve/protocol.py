@@ -7,7 +7,7 @@ client that sends ``presence_penalty: 0`` works and one that asks for ``logprobs
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -94,6 +94,14 @@ class ChatRequest(_Common):
 class CompletionRequest(_Common):
     prompt: str | list[str]
 
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _no_token_ids(cls, prompt):
+        if isinstance(prompt, list) and prompt and not isinstance(prompt[0], str):
+            raise ValueError("prompts given as token ids are not supported; send the prompt as text, which is "
+                             "rendered with the adapter's run's template")
+        return prompt
+
     @field_validator("prompt")
     @classmethod
     def _prompts(cls, prompt):
@@ -147,8 +155,7 @@ def parse(model: type[BaseModel], body: bytes) -> Any:
 def validation_error(err: ValidationError) -> ApiError:
     problems, first = [], None
     for problem in err.errors()[:5]:
-        where = ".".join(str(part) for part in problem["loc"] if not isinstance(part, str) or not part.startswith(
-            ("str", "list", "function-")))
+        where = ".".join(str(part) for part in problem["loc"] if not _union_tag(part))
         first = first or where or None
         message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "extra_forbidden":
@@ -159,4 +166,7 @@ def validation_error(err: ValidationError) -> ApiError:
     return ApiError(400, "; ".join(problems), param=first)
 
 
-Kind = Literal["chat", "completion"]
+def _union_tag(part) -> bool:
+    """A step of a pydantic error location that names a union's member type, not a field."""
+    return isinstance(part, str) and (part in ("str", "int", "float", "bool", "none", "list", "dict")
+                                      or "[" in part or part.startswith("function-"))
