@@ -8,10 +8,12 @@ import json
 import pytest
 import torch
 
+from qlorafx.data.tokenize import Example
 from qlorafx.recipe.load import load_recipe
-from qlorafx.train.pipeline import train
+from qlorafx.train import pipeline
+from qlorafx.train.pipeline import Summary, sample, train
 from qlorafx.train.run_dir import RunDirError
-from tests.train.tiny import tiny_recipe
+from tests.train.tiny import QUICKSTART_DATA, no_bos_tokenizer, tiny_recipe
 
 
 @pytest.fixture(scope="module")
@@ -87,3 +89,46 @@ def test_a_finished_run_is_not_overwritten(finished):
     with pytest.raises(RunDirError, match="already holds a finished run; pass --overwrite"):
         train(loaded.recipe, loaded.to_yaml(), log=lambda *_: None)
     assert open(loaded.recipe.output_dir + "/run.json").read() == before
+
+
+def test_the_sample_comes_from_the_first_validation_example_that_has_a_prompt(finished, monkeypatch):
+    _, result = finished
+    tok = result.tokenizer
+    trained_from_the_start = Example(tok("Hi")["input_ids"][1:], tok("Hi")["input_ids"][1:])  # no BOS, all trained
+    ids = tok("Q: 2+2?\nA: 4")["input_ids"]
+    answer = len(tok("Q: 2+2?\nA:")["input_ids"])
+    with_prompt = Example(ids, [-100] * answer + ids[answer:])
+    lines, summary = [], Summary("run", 1, None, None, None, 0.0, 1, 1)
+    sample(summary, result.model, tok, [trained_from_the_start, with_prompt], 3, lines.append)
+    assert summary.sample_prompt == "Q: 2+2?\nA:" and summary.sample_output is not None and not lines
+
+    lines, summary = [], Summary("run", 1, None, None, None, 0.0, 1, 1)
+    sample(summary, result.model, tok, [trained_from_the_start], 3, lines.append)
+    assert summary.sample_output is None and summary.sample_error is None
+    assert lines == ["sample: none, no validation example has a prompt before its first trained token"]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA error: device-side assert triggered")
+
+    monkeypatch.setattr(pipeline, "generate_text", broken)
+    lines, summary = [], Summary("run", 1, None, None, None, 0.0, 1, 1)
+    sample(summary, result.model, tok, [with_prompt], 3, lines.append)
+    assert summary.sample_output is None
+    assert summary.sample_error == "RuntimeError: CUDA error: device-side assert triggered"
+    assert lines == ["warning: the sample generation failed (RuntimeError: CUDA error: device-side assert "
+                     "triggered); the run is finished and saved"]
+
+
+def test_a_run_whose_examples_are_trained_from_their_first_token_finishes(tmp_path):
+    """No BOS and the completion format: no validation example has a prompt (before issue 9 the
+    sample generation was handed none, crashed, and the run never wrote run.json)."""
+    tokenizer = no_bos_tokenizer(tmp_path / "tokenizer")
+    lines = []
+    loaded = load_recipe(tiny_recipe(tmp_path), [
+        f"model.tokenizer={tokenizer}", f"data.datasets=[{{path: {QUICKSTART_DATA}, format: completion, column: output}}]",
+        "training.max_steps=2", "logging.every=1", "logging.backends=[jsonl]", "data.val_size=4"])
+    result = train(loaded.recipe, loaded.to_yaml(), log=lines.append)
+    status = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert status["status"] == "finished" and status["steps"] == 2 and status["sample_output"] is None
+    assert "sample: none, no validation example has a prompt before its first trained token" in lines
+    assert result.tokenizer("Hi")["input_ids"] == [39, 72]  # the run's tokenizer really adds no BOS

@@ -32,6 +32,19 @@ def tiny_recipe(tmp_path: Path, extra: str = "") -> Path:
     return path
 
 
+def no_bos_tokenizer(folder: Path) -> Path:
+    """The byte tokenizer adding no BOS (as Qwen2.5's and GPT-NeoX's add none), saved for model.tokenizer:
+    an example's first token is then text, and trained when every token is."""
+    from tokenizers import processors
+
+    from qlorafx.model.byte_tokenizer import byte_tokenizer
+
+    tokenizer = byte_tokenizer()
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(single="$A", pair="$A $B")
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def tiny_t5_recipe(tmp_path: Path, extra: str = "") -> Path:
     """The same data and LoRA on a 2+2-layer T5 (v1.1's gated-GELU feed-forward): prompt to the
     encoder, response to the decoder. No packing, which an encoder-decoder cannot use."""

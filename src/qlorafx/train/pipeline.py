@@ -49,6 +49,7 @@ class Summary:
     total_params: int
     sample_prompt: str | None = None
     sample_output: str | None = None
+    sample_error: str | None = None  # why there is no sample, when generating one failed
     data: dict | None = None  # qlorafx.data.report.summary: counts per dataset and in total
 
 
@@ -70,6 +71,24 @@ def _metrics(run_dir: Path) -> list[dict]:
 
 def _eval_loss_at_start(records: list[dict]) -> float | None:
     return next((r["eval_loss"] for r in records if r.get("step") == 0 and "eval_loss" in r), None)
+
+
+def sample(summary: Summary, model, tokenizer, examples: list, max_new_tokens: int, log=print) -> None:
+    """The model's continuation of the first validation prompt, into the summary. A prompt is what
+    precedes an example's first trained token; an example trained from its first token on (a
+    tokenizer with no BOS and train_on_inputs, or the completion format) has none and is passed
+    over. A sample is a courtesy: when it fails, the run is finished and saved all the same, and the
+    failure is logged and recorded, never raised."""
+    prompt_ids = next((e.prompt_ids for e in examples if e.prompt_ids), None)
+    if prompt_ids is None:
+        log("sample: none, no validation example has a prompt before its first trained token")
+        return
+    try:
+        summary.sample_output = generate_text(model, tokenizer, prompt_ids, max_new_tokens)
+        summary.sample_prompt = tokenizer.decode(prompt_ids, skip_special_tokens=True)
+    except Exception as err:  # noqa: BLE001: whatever failed, the trained adapter is saved and the run finished
+        summary.sample_error = f"{type(err).__name__}: {err}"
+        log(f"warning: the sample generation failed ({summary.sample_error}); the run is finished and saved")
 
 
 def train(recipe: Recipe, recipe_yaml: str, overwrite: bool = False, log=print, callbacks: tuple = (),
@@ -164,9 +183,7 @@ def train(recipe: Recipe, recipe_yaml: str, overwrite: bool = False, log=print, 
     save_adapter(model, recipe, run_dir)
     tokenizer.save_pretrained(run_dir / "tokenizer")
     if recipe.logging.sample_max_new_tokens and data.val_examples:
-        prompt_ids = data.val_examples[0].prompt_ids
-        summary.sample_prompt = tokenizer.decode(prompt_ids, skip_special_tokens=True)
-        summary.sample_output = generate_text(model, tokenizer, prompt_ids, recipe.logging.sample_max_new_tokens)
+        sample(summary, model, tokenizer, data.val_examples, recipe.logging.sample_max_new_tokens, log)
     rundir.write_json(run_dir / rundir.FINISHED_MARKER, {"status": "finished", **asdict(summary)})
     report = write_report(run_dir)
     log(f"report: {report.card} (plot: {report.plot or 'none, no metrics.jsonl'})")
