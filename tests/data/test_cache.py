@@ -184,3 +184,30 @@ def test_encoder_decoder_examples_have_their_own_cache_entry_and_survive_it(tmp_
     assert [(e.input_ids, e.labels, e.encoder_decoder) for e in second.examples] == \
            [(e.input_ids, e.labels, True) for e in first.examples]
     assert load(False).cache == "hit" and not any(e.encoder_decoder for e in load(False).examples)
+
+
+def test_a_hub_dataset_is_read_again_when_its_content_changes(setup, tmp_path, monkeypatch):
+    """A hub dataset is cached by the fingerprint datasets gives the revision it resolved, not by its
+    id alone (before issue 9 a dataset updated on the hub was never read again). The hub is played
+    by datasets' own json builder over a local file: a new revision is a file with new content."""
+    import datasets
+
+    served = tmp_path / "hub" / "train.jsonl"
+    served.parent.mkdir()
+    served.write_text("".join(json.dumps(r) + "\n" for r in RECORDS[:4]))
+    real_load = datasets.load_dataset
+
+    def hub(path, split, **kwargs):
+        assert path == "some-org/alpaca-updated"
+        return real_load("json", data_files=str(served), split=split, cache_dir=str(tmp_path / "datasets"))
+
+    monkeypatch.setattr(datasets, "load_dataset", hub)
+    monkeypatch.setattr("qlorafx.hub.offline_reason", lambda: None)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    entry = {"path": "some-org/alpaca-updated", "format": "alpaca"}
+    first, _ = setup[1](entry)
+    again, _ = setup[1](entry)
+    assert (first.cache, again.cache, len(again.examples)) == ("miss", "hit", 4)
+    served.write_text("".join(json.dumps(r) + "\n" for r in RECORDS))  # the dataset's next revision
+    updated, lines = setup[1](entry)
+    assert (updated.cache, len(updated.examples)) == ("miss", 6), lines

@@ -19,7 +19,7 @@ from qlorafx.data import cache
 from qlorafx.data.formats import FORMATS, DatasetBase, RecordError
 from qlorafx.data.packing import pack
 from qlorafx.data.render import chat_template_of, render_chat, render_text
-from qlorafx.data.sources import DataFileError, fingerprint, is_hub, read_records
+from qlorafx.data.sources import DataFileError, fingerprint, hub_dataset, hub_fingerprint, is_hub, read_records
 from qlorafx.data.tokenize import Example, tokenize, tokenize_encoder_decoder
 from qlorafx.errors import UserError
 from qlorafx.recipe.errors import Problem
@@ -78,13 +78,16 @@ def check_datasets(recipe, sources) -> list[Problem]:
     return problems
 
 
-def _tokenize_dataset(dataset: DatasetBase, recipe, tokenizer, report: DatasetReport, encoder_decoder: bool) -> None:
+def _tokenize_dataset(dataset: DatasetBase, recipe, tokenizer, report: DatasetReport, encoder_decoder: bool,
+                      records: list | None = None) -> None:
+    """``records``: already read (a hub dataset's); else read from dataset.path."""
     fmt = FORMATS.get(dataset.format)
     d = recipe.data
-    try:
-        records = read_records(dataset.path, split=dataset.split)
-    except DataFileError as err:
-        raise DataError(str(err)) from None
+    if records is None:
+        try:
+            records = read_records(dataset.path, split=dataset.split)
+        except DataFileError as err:
+            raise DataError(str(err)) from None
     counts: Counter = Counter()
     conversations = conversations_of(records, dataset, counts)
     template = chat_template_of(tokenizer, getattr(dataset, "chat_template", None)) if fmt.chat else None
@@ -115,7 +118,15 @@ def load_dataset(dataset: DatasetBase, recipe, tokenizer, log=print, encoder_dec
     ``encoder_decoder``: examples for a T5-style model (prompt to the encoder, response as target)."""
     d = recipe.data
     report = DatasetReport(dataset.path, dataset.format)
-    source = f"hub:{dataset.path}:{dataset.split}" if is_hub(dataset.path) else fingerprint(Path(dataset.path))
+    hub = None
+    if is_hub(dataset.path):  # loaded (from datasets' own cache when the hub has nothing newer) to know its content
+        try:
+            hub = hub_dataset(dataset.path, dataset.split)
+        except DataFileError as err:
+            raise DataError(str(err)) from None
+        source = f"hub:{dataset.path}:{dataset.split}:{hub_fingerprint(hub)}"
+    else:
+        source = fingerprint(Path(dataset.path))
     key = cache.cache_key(
         data=source, tokenizer=cache.tokenizer_fingerprint(tokenizer), format_version=FORMATS.get(dataset.format).version,
         dataset=dataset.model_dump(exclude={"path", "weight", "max_examples"}),
@@ -130,7 +141,7 @@ def load_dataset(dataset: DatasetBase, recipe, tokenizer, log=print, encoder_dec
         report.records, report.conversations = counts["records"], counts["conversations"]
         report.dropped, report.filtered, report.cache = counts["dropped"], counts["filtered"], "hit"
     else:
-        _tokenize_dataset(dataset, recipe, tokenizer, report, encoder_decoder)
+        _tokenize_dataset(dataset, recipe, tokenizer, report, encoder_decoder, hub.to_list() if hub is not None else None)
         report.cache = "miss"
         counts = {"records": report.records, "conversations": report.conversations, "dropped": report.dropped,
                   "filtered": report.filtered}

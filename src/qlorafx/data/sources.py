@@ -145,7 +145,8 @@ def _file_records(path: Path, limit: int | None) -> list[dict[str, Any]]:
     return _json_records(path, text)[:limit]
 
 
-def hub_records(dataset_id: str, split: str) -> list[dict[str, Any]]:
+def hub_dataset(dataset_id: str, split: str):
+    """The hub dataset's split as a datasets.Dataset, at the revision the hub resolves to now."""
     from qlorafx.hub import offline_reason
 
     offline = ("offline (HF_DATASETS_OFFLINE=1)" if os.environ.get("HF_DATASETS_OFFLINE", "").upper()
@@ -158,10 +159,21 @@ def hub_records(dataset_id: str, split: str) -> list[dict[str, Any]]:
     import datasets
 
     try:
-        return datasets.load_dataset(dataset_id, split=split).to_list()
+        return datasets.load_dataset(dataset_id, split=split)
     except Exception as err:  # network, missing dataset, missing split: all say the same to the user
         raise DataFileError(f"{dataset_id}: could not load this hub dataset ({str(err).splitlines()[0][:200]}); "
                             "check the id and split, or give a local file") from None
+
+
+def hub_records(dataset_id: str, split: str) -> list[dict[str, Any]]:
+    return hub_dataset(dataset_id, split).to_list()
+
+
+def hub_fingerprint(dataset) -> str:
+    """What a hub dataset's content is known by, for the tokenized-data cache: the fingerprint datasets
+    gives the split it loaded, which derives from the files of the revision it resolved (a new
+    revision, new files, a new fingerprint), as its own caches key on it."""
+    return dataset._fingerprint
 
 
 def is_hub(path: str) -> bool:
