@@ -100,6 +100,31 @@ def test_encoder_decoder_truncates_each_side_or_drops(byte_tokenizer):
     [full] = tokenize_encoder_decoder(rendered, byte_tokenizer, 1024)
     limit = len(full.labels) - 2  # the target is the shorter side: both get cut
     [cut] = tokenize_encoder_decoder(rendered, byte_tokenizer, limit)
-    assert cut.truncated and cut.input_ids == full.input_ids[:limit] and cut.labels == full.labels[:limit]
+    # the input keeps its end (the latest user turn, what the target answers) after the tokenizer's BOS;
+    # the target keeps its start
+    bos = byte_tokenizer.bos_token_id
+    assert cut.truncated and cut.input_ids == [bos, *full.input_ids[-(limit - 1):]] and cut.labels == full.labels[:limit]
     assert tokenize_encoder_decoder(rendered, byte_tokenizer, limit, drop_long=True) == []
     assert tokenize_encoder_decoder(rendered, byte_tokenizer, len(full.input_ids), drop_long=True) == [full]
+
+
+def test_a_long_conversation_keeps_the_latest_user_turn_in_t5_s_encoder(byte_tokenizer):
+    """T5's tokenizer closes the encoder input with </s>; cut to max_length, the input keeps the
+    question being answered and that closing token, and loses the oldest turns."""
+    from tokenizers import processors
+
+    from qlorafx.model.byte_tokenizer import byte_tokenizer as fresh
+
+    t5_like = fresh()  # appends EOS as T5's tokenizer does, no BOS
+    eos = t5_like.eos_token_id
+    t5_like.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", eos)])
+    history = [Turn("user", "An old question " * 20), Turn("assistant", "An old answer " * 20)]
+    turns = [*history, Turn("user", "What is the capital of France?"), Turn("assistant", "Paris.")]
+    rendered = render_chat(turns, t5_like, chat_template_of(t5_like, "chatml"))
+    _, latest = tokenize_encoder_decoder(rendered, t5_like, max_length=100)
+    text = t5_like.decode(latest.input_ids, skip_special_tokens=False)
+    assert latest.truncated and len(latest.input_ids) == 100 and latest.input_ids[-1] == eos
+    assert text.endswith("<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n</s>")
+    assert "An old question" not in text
+    assert t5_like.decode(latest.labels, skip_special_tokens=False) == "Paris.<|im_end|>\n"

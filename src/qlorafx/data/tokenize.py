@@ -9,7 +9,8 @@ Encoder-decoder models (T5): each assistant turn is one example. The text before
 turns included) is the encoder's input, tokenized as a whole with the tokenizer's special tokens
 (T5 appends </s>); the turn itself, with the end marker the rendering put after it, is the
 decoder's target, every token of which carries loss. Generation feeds the encoder the same
-prompt text through the same function.
+prompt text through the same function. An input longer than max_length keeps its END: the latest
+user turn, the one the target answers (a target keeps its start).
 """
 
 from __future__ import annotations
@@ -62,9 +63,21 @@ def tokenize(rendered: Rendered, tokenizer, max_length: int, train_on_inputs: bo
     return Example(list(ids[:max_length]), labels[:max_length], truncated=len(ids) > max_length)
 
 
+def _end_of(text: str, tokenizer, max_length: int, add_special_tokens: bool) -> list[int]:
+    """The text's last tokens, with the tokenizer's special tokens kept where it puts them (T5's
+    closing </s>): its own truncation, from the left."""
+    side = tokenizer.truncation_side
+    tokenizer.truncation_side = "left"
+    try:
+        return tokenizer(text, add_special_tokens=add_special_tokens, truncation=True, max_length=max_length)["input_ids"]
+    finally:
+        tokenizer.truncation_side = side
+
+
 def tokenize_encoder_decoder(rendered: Rendered, tokenizer, max_length: int, drop_long: bool = False) -> list[Example]:
-    """One example per assistant turn; input and target each truncated to max_length, or the
-    example left out when either is longer and drop_long is set."""
+    """One example per assistant turn; input and target each truncated to max_length (the input
+    keeps its end, the target its start), or the example left out when either is longer and
+    drop_long is set."""
     examples = []
     for start, end in rendered.spans:
         source = tokenizer(rendered.text[:start], add_special_tokens=rendered.add_special_tokens)["input_ids"]
@@ -72,5 +85,7 @@ def tokenize_encoder_decoder(rendered: Rendered, tokenizer, max_length: int, dro
         too_long = len(source) > max_length or len(target) > max_length
         if too_long and drop_long:
             continue
-        examples.append(Example(list(source[:max_length]), list(target[:max_length]), too_long, encoder_decoder=True))
+        if len(source) > max_length:
+            source = _end_of(rendered.text[:start], tokenizer, max_length, rendered.add_special_tokens)
+        examples.append(Example(list(source), list(target[:max_length]), too_long, encoder_decoder=True))
     return examples
