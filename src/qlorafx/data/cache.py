@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-CACHE_VERSION = "2"  # bump when the stored layout or the tokenization code changes meaning
+CACHE_VERSION = "3"  # 3: T5 inputs keep their end; bump when the stored layout or the tokenization code changes meaning
 
 
 def cache_root(configured: str | None) -> Path:
