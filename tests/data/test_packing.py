@@ -20,6 +20,15 @@ def test_first_fit_decreasing_fills_rows_and_keeps_every_token():
     assert all(len(r.input_ids) <= 8 for r in rows)
 
 
+def test_rows_follow_the_order_of_the_examples():
+    """Packed longest first, but each row placed by its earliest example and holding its examples in
+    their order: with data.shuffle false the run trains in the order qlorafx drew."""
+    examples = _examples([2, 6, 3, 5, 1])
+    rows = pack(examples, max_length=8)
+    assert [r.lengths for r in rows] == [(2, 6), (3, 5), (1,)]
+    assert [r.input_ids[0] for r in rows] == [10, 12, 14]  # the rows' first examples: 0, 2 and 4
+
+
 def test_many_examples_pack_tightly():
     import random
 
@@ -69,7 +78,7 @@ def test_each_packed_example_has_the_loss_it_has_alone(model, attn):
     for e in examples:
         e["labels"] = list(e["input_ids"])
     rows = [r.as_features() for r in pack(examples, max_length=24)]
-    assert len(rows) == 1 and rows[0]["lengths"] == [9, 7, 5]
+    assert len(rows) == 1 and rows[0]["lengths"] == [9, 5, 7]
     batch = COLLATORS.get("packed")(0, attn)(rows + [{"input_ids": [1, 2], "labels": [1, 2], "lengths": [2]}])
     batch.pop("num_tokens")
     with torch.no_grad():
