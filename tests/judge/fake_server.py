@@ -54,10 +54,12 @@ def judge_reply(model: str, user: str) -> str:
 @dataclass
 class Request:
     model: str
-    messages: list
+    messages: list  # a completion's prompt is logged as one user message
     answered: bool = False
     held: bool = False  # kept waiting by hold_judge_after
     key: str | None = None
+    api: str = "chat"  # or "completions"
+    stop: list | None = None
 
 
 @dataclass
@@ -116,12 +118,24 @@ class FakeServer:
             return {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "fake"}
                                                for m in sorted(CONTESTANTS | JUDGES)]}
 
+        @app.post("/v1/completions")
+        async def completions(request: HttpRequest):
+            body = await request.json()
+            reply = await chat(request, {**body, "messages": [{"role": "user", "content": body["prompt"]}]}, "completions")
+            if isinstance(reply, dict):  # a completion's shape: text instead of a message
+                reply["object"] = "text_completion"
+                reply["choices"] = [{"index": 0, "text": reply["choices"][0]["message"]["content"], "finish_reason": "stop"}]
+            return reply
+
         @app.post("/v1/chat/completions")
-        async def chat(request: HttpRequest):
+        async def chat_completions(request: HttpRequest):
+            return await chat(request, await request.json(), "chat")
+
+        async def chat(request: HttpRequest, body: dict, api: str):
             if (answer := refused(request)) is not None:
                 return answer
-            body = await request.json()
-            entry = Request(body["model"], body["messages"], key=request.headers.get("authorization"))
+            entry = Request(body["model"], body["messages"], key=request.headers.get("authorization"), api=api,
+                            stop=body.get("stop"))
             with self._lock:
                 self.log.append(entry)
                 failure = self._failures.pop() if self._failures else None

@@ -152,3 +152,17 @@ def test_matches_combine_both_orders_by_hand():
     assert [(found[q].outcome, found[q].inconsistent) for q in "12345"] == [
         (1.0, False), (0.5, True), (0.5, True), (None, False), (0.0, False)]
     assert found["5"].scores == (5.5, 8.5) and found["1"].scores is None
+
+
+def test_a_contestant_without_a_chat_template_answers_by_completion(server, tmp_path):
+    path = write_comparison(tmp_path, server.url, contestants=("long",), questions=2)
+    path.write_text(path.read_text().replace("contestants:\n", "contestants:\n  - {name: base, endpoint: fake, model: short, "
+                                             "api: completions, prompt_template: '### Human: {question} ### Assistant:', "
+                                             "stop: ['### Human:']}\n"))
+    results = judge(path)
+    [first, second] = [r for r in server.contestant_requests() if r.api == "completions"]
+    assert first.messages == [{"role": "user", "content": "### Human: What is 1 plus 1? ### Assistant:"}]
+    assert first.stop == ["### Human:"]
+    assert [r.api for r in server.contestant_requests()].count("chat") == 2  # 'long' answers by chat
+    answers = [json.loads(l) for l in (tmp_path / "out" / "answers" / "base.jsonl").read_text().splitlines()]
+    assert answers[0]["answer"] == "Yes." and by_name(results)["long"]["wins"] == 2

@@ -17,6 +17,7 @@ def test_a_runs_model_card_shows_its_judged_figures(server, tmp_path, capsys):
                                                                f"run: {run}}}\n  - {{name: base, endpoint: fake, model: short}}\n"))
     assert main(["judge", str(path)]) == 0
     assert main(["judge", str(path)]) == 0  # a rerun replaces its entry, it does not add one
+    assert len(server.contestant_requests()) == 8  # and asks for no answer again: the entry is not the run's identity
     [entry] = json.loads((run / "run.json").read_text())["judged"]
     assert (entry["contestant"], entry["rank"], entry["of"], entry["opponents"]) == ("mine", 1, 2, ["base"])
     assert (entry["wins"], entry["ties"], entry["losses"], entry["judge"], entry["questions"]) == (4, 0, 0, "longer", 4)

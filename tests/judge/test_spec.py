@@ -141,3 +141,14 @@ def test_the_bundled_comparisons_validate():
         comparison, _ = load_comparison(path)
         assert path.read_text().startswith(f"# qlorafx judge comparisons/{path.relative_to(REPO / 'comparisons')}\n")
         assert len(comparison.contestants) >= 2
+
+
+def test_prompt_template_and_stop_are_for_completions(tmp_path):
+    path = write(tmp_path, VALID)
+    comparison, _ = load_comparison(path, ["contestants.0.api=completions", "contestants.0.prompt_template=Q: {question} A:",
+                                           "contestants.0.stop=['Q:']"])
+    assert (comparison.contestants[0].prompt_template, comparison.contestants[0].stop) == ("Q: {question} A:", ["Q:"])
+    [found] = problems(path, ["contestants.0.stop=['Q:']"])
+    assert found.startswith("contestants.0 (") and "prompt_template and stop are for api: completions" in found
+    [found] = problems(path, ["contestants.0.api=completions", "contestants.0.prompt_template=no question"])
+    assert "prompt_template must hold {question}" in found

@@ -1,12 +1,15 @@
 """Each contestant answers each question once: the answers are cached, a rerun asks for none again.
 
-The cache key is the whole request (endpoint URL, model name, messages, sampling) and, for a
-contestant that is a qlorafx run, its run.json: a run trained again answers again.
+The cache key is the whole request (endpoint URL, model name, messages or prompt, sampling) and, for
+a contestant that is a qlorafx run, its run.json as training left it: a run trained again answers again,
+a run judged or evaluated since does not.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -26,18 +29,27 @@ class Answer:
     finish_reason: str | None  # 'length': cut at generation.max_tokens
 
 
+AFTER_TRAINING = ("evaluations", "judged")  # what `qlorafx eval` and `qlorafx judge` add to a finished run.json
+
+
 def _run_fingerprint(contestant: ContestantSpec) -> str | None:
+    """The training's own record: another training of the run changes it; an evaluation or a judgment does not."""
     if contestant.run is None:
         return None
-    return hashlib.sha256((Path(contestant.run) / "run.json").read_bytes()).hexdigest()
+    status = json.loads((Path(contestant.run) / "run.json").read_text(encoding="utf-8"))
+    trained = {k: v for k, v in status.items() if k not in AFTER_TRAINING}
+    return hashlib.sha256(json.dumps(trained, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def answer_request(comparison: Comparison, contestant: ContestantSpec, question: Question) -> dict:
     g = comparison.generation
+    request = {"base_url": comparison.endpoints[contestant.endpoint].base_url, "model": contestant.served_model,
+               "max_tokens": g.max_tokens, "temperature": g.temperature, "top_p": g.top_p, "run": _run_fingerprint(contestant)}
+    if contestant.api == "completions":  # the template in one pass: a '{question}' inside the question stays as written
+        prompt = re.sub(r"\{question\}", lambda _: question.text, contestant.prompt_template)
+        return {**request, "prompt": prompt, "stop": contestant.stop}
     messages = ([{"role": "system", "content": g.system}] if g.system else []) + [{"role": "user", "content": question.text}]
-    return {"base_url": comparison.endpoints[contestant.endpoint].base_url, "model": contestant.served_model,
-            "messages": messages, "max_tokens": g.max_tokens, "temperature": g.temperature, "top_p": g.top_p,
-            "run": _run_fingerprint(contestant)}
+    return {**request, "messages": messages}
 
 
 def missing_answers(comparison: Comparison, questions: list[Question], cache: Cache) -> int:
@@ -55,9 +67,13 @@ async def gather_answers(comparison: Comparison, questions: list[Question], endp
         key = request_key(request)
         found = cache.get("answers", key)
         if found is None:
-            reply = await endpoints[contestant.endpoint].chat(
-                request["model"], request["messages"], where=f"contestants.{index}.model",
-                max_tokens=request["max_tokens"], temperature=request["temperature"], top_p=request["top_p"])
+            endpoint, where = endpoints[contestant.endpoint], f"contestants.{index}.model"
+            sampling = {"max_tokens": request["max_tokens"], "temperature": request["temperature"], "top_p": request["top_p"]}
+            if "prompt" in request:
+                reply = await endpoint.complete(request["model"], request["prompt"], where=where,
+                                                **sampling, **({"stop": request["stop"]} if request["stop"] else {}))
+            else:
+                reply = await endpoint.chat(request["model"], request["messages"], where=where, **sampling)
             found = {"text": reply.text, "finish_reason": reply.finish_reason}
             cache.put("answers", key, found)  # no await before this: a reply received is a reply kept
         answers[contestant.name, question.id] = Answer(contestant.name, question.id, found["text"], found["finish_reason"])

@@ -83,6 +83,21 @@ class Endpoint:
         choice = response.choices[0]
         return Reply(choice.message.content or "", choice.finish_reason)
 
+    async def complete(self, model: str, prompt: str, *, where: str, **sampling) -> Reply:
+        """One text completion (for a model without a chat template); an EndpointError once the retries are spent."""
+        import openai
+
+        async with self.limit:
+            try:
+                response = await self.client.completions.create(model=model, prompt=prompt, **sampling)
+            except openai.OpenAIError as err:
+                raise EndpointError(self.explain(err, model, where) + RESUME) from None
+        if not response.choices:
+            raise EndpointError(f"endpoint {self.name!r} ({self.spec.base_url}) answered model {model!r} with no choices; "
+                                f"is it an OpenAI-compatible completions endpoint?")
+        choice = response.choices[0]
+        return Reply(choice.text or "", choice.finish_reason)
+
     async def check_model(self, model: str, where: str) -> None:
         """Before any work: the server is reachable, takes the key, and lists the model (where it lists models at all)."""
         import openai

@@ -80,6 +80,12 @@ class ContestantSpec(Section):
     model: str | None = Field(None, description="The model name the endpoint serves it under; default: the name of `run`'s "
                                                 "directory (what `qlorafx serve` calls a run).")
     run: str | None = Field(None, description="A finished qlorafx run directory: its model card gets this comparison's figures.")
+    api: Literal["chat", "completions"] = Field(
+        "chat", description="chat: /chat/completions, the endpoint applies the model's chat template; completions: "
+                            "/completions with prompt_template, for a model without one (such as a base model).")
+    prompt_template: str = Field("{question}", description="api completions: the prompt, with {question} in it, "
+                                                           "e.g. '### Human: {question} ### Assistant:'.")
+    stop: list[str] = Field(default_factory=list, description="api completions: where an answer ends, e.g. ['### Human:'].")
 
     _check_name = field_validator("name")(lambda cls, v: _name(v, "name"))
 
@@ -87,6 +93,11 @@ class ContestantSpec(Section):
     def _model_or_run(self) -> "ContestantSpec":
         if self.model is None and self.run is None:
             raise ValueError("give model (the name the endpoint serves) or run (a qlorafx run directory served under its name)")
+        if "{question}" not in self.prompt_template:
+            raise ValueError("prompt_template must hold {question}, where the question goes")
+        if self.api == "chat" and (self.prompt_template != "{question}" or self.stop):
+            raise ValueError("prompt_template and stop are for api: completions; with api chat the endpoint's chat "
+                             "template shapes the prompt: set api: completions or remove them")
         return self
 
     @property
