@@ -91,5 +91,5 @@ def test_runs_a_message_cannot_be_chatted_with_are_refused(tmp_path, dataset, me
 
 def test_a_system_message_for_a_format_without_one_is_refused(tmp_path, byte_tokenizer):
     session = alpaca_session(tmp_path, byte_tokenizer)
-    with pytest.raises(GenerateError, match=re.escape("prompt for a 'alpaca' run: format 'alpaca' has no system turn")):
+    with pytest.raises(GenerateError, match=re.escape("the run trained on format 'alpaca', which has no system turn")):
         session.load([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])

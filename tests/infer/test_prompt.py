@@ -218,22 +218,27 @@ def test_messages_render_as_the_training_conversation(tmp_path, byte_tokenizer):
     alpaca = _run(tmp_path / "a", "format: alpaca", ALPACA[:2])
     prompter = Prompter(alpaca, byte_tokenizer)
     assert prompter.encode_messages([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
-                                     {"role": "user", "content": "Why?"}]) == \
+                                     {"role": "user", "content": [{"type": "text", "text": "Wh"},
+                                                                  {"type": "text", "text": "y?"}]}]) == \
         prompter.encode(conversation(alpaca.dataset, "Why?", [("Hi", "Hello!")]))
 
 
 @pytest.mark.parametrize("dataset, messages, message", [
-    ("format: chat", [], "messages must be a non-empty list"),
+    ("format: chat", [], "'messages' must be a non-empty list"),
     ("format: chat", [{"role": "user", "content": "Hi"}, {"role": "user", "content": "Hi"}],
-     "then user and assistant alternating, ending with user; found user, user"),
+     "messages[1] is a user message where the assistant's was expected: after an optional system message, user "
+     "and assistant alternate"),
     ("format: chat", [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}],
-     "ending with user; found user, assistant"),
-    ("format: chat", [{"role": "user", "content": "Hi"}, {"role": "system", "content": "Be brief."}],
-     "found user, system"),
-    ("format: chat", [{"role": "tool", "content": "Hi"}], "messages[0]: expected {role: system|user|assistant"),
-    ("format: chat", [{"role": "user", "content": ["Hi"]}], "messages[0]: content must be text, found list"),
+     "the last message is the assistant's; it must be the user's"),
+    ("format: chat", [{"role": "system", "content": "Be brief."}, {"role": "assistant", "content": "Hello"},
+                      {"role": "user", "content": "Hi"}], "messages[1] is a assistant message where the user's"),
+    ("format: chat", [{"role": "user", "content": "Hi"}, {"role": "system", "content": "Be brief."},
+                      {"role": "user", "content": "Hi"}], "messages[1] is a system message where the assistant's"),
+    ("format: chat", [{"role": "tool", "content": "Hi"}], "messages[0].role is 'tool'; expected one of system, user"),
+    ("format: chat", [{"role": "user", "content": [{"type": "image_url"}]}], "messages[0].content[0] is a 'image_url' "
+                                                                            "part; only text parts"),
     ("format: guanaco", [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
-     "prompt for a 'guanaco' run: format 'guanaco' has no system turn (it trained none)"),
+     "the run trained on format 'guanaco', which has no system turn; leave the system message out"),
     ("format: completion", [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
                             {"role": "user", "content": "Why?"}], "trained on plain text with no turns"),
 ])

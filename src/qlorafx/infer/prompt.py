@@ -66,11 +66,48 @@ def conversation(dataset: DatasetBase, prompt: str | dict, history: list = (), s
         try:
             turns += FORMATS.get(dataset.format).system(system, dataset)
         except RecordError as err:
-            raise _prompt_error(dataset, err) from None
+            raise GenerateError(str(err)) from None
     for earlier, answer in history:
         done = _exchange(dataset, earlier)
         turns += [*done[:-1], Turn("assistant", answer)]
     return [*turns, *_exchange(dataset, prompt)]
+
+
+ROLES = ("system", "user", "assistant")
+
+
+def message_texts(messages: Any) -> list[tuple[str, str]]:
+    """OpenAI chat messages -> (role, text) for each, or a GenerateError naming the message and what
+    was expected. ``content`` is a string or a list of {"type": "text", "text": ...} parts (joined)."""
+    if not isinstance(messages, list) or not messages:
+        raise GenerateError("'messages' must be a non-empty list of {role, content} objects")
+    found = []
+    for index, message in enumerate(messages):
+        where = f"messages[{index}]"
+        if not isinstance(message, dict):
+            raise GenerateError(f"{where} must be an object with 'role' and 'content'")
+        role = message.get("role")
+        if role not in ROLES:
+            raise GenerateError(f"{where}.role is {role!r}; expected one of {', '.join(ROLES)}")
+        found.append((role, _content_text(message.get("content"), where)))
+    if found[-1][0] != "user":
+        raise GenerateError(f"the last message is the {found[-1][0]}'s; it must be the user's, which the model answers")
+    return found
+
+
+def _content_text(content: Any, where: str) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part_index, part in enumerate(content):
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                raise GenerateError(f"{where}.content[{part_index}] is a {kind!r} part; only text parts "
+                                    f"({{'type': 'text', 'text': ...}}) can be rendered")
+            texts.append(part["text"])
+        return "".join(texts)
+    raise GenerateError(f"{where}.content must be a string or a list of text parts, found {type(content).__name__}")
 
 
 def split_messages(messages: Any) -> tuple[str | None, list[tuple[str, str]], str]:
@@ -79,23 +116,20 @@ def split_messages(messages: Any) -> tuple[str | None, list[tuple[str, str]], st
     ``messages`` is ``[{"role": "system"|"user"|"assistant", "content": TEXT}, ...]``: an optional
     system message first, then user and assistant alternating, ending with the user's message
     (the one the model answers)."""
-    if not isinstance(messages, list) or not messages:
-        raise GenerateError("messages must be a non-empty list of {role, content} objects")
-    parts = []
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant"):
-            raise GenerateError(f"messages[{i}]: expected {{role: system|user|assistant, content: TEXT}}, "
-                                f"found {str(message)[:80]}")
-        if not isinstance(message.get("content"), str):
-            raise GenerateError(f"messages[{i}]: content must be text, found {type(message.get('content')).__name__}")
-        parts.append((message["role"], message["content"]))
-    system = parts.pop(0)[1] if parts[0][0] == "system" else None
-    roles = [role for role, _ in parts]
-    if roles != ["user", "assistant"] * (len(roles) // 2) + ["user"]:
-        raise GenerateError(f"messages must be an optional system message, then user and assistant alternating, "
-                            f"ending with user; found {', '.join(['system'] * (system is not None) + roles)}")
-    texts = [text for _, text in parts]
-    return system, list(zip(texts[:-1:2], texts[1::2])), texts[-1]
+    texts = message_texts(messages)
+    system = texts[0][1] if texts[0][0] == "system" else None
+    pending, history = None, []
+    for index, (role, text) in enumerate(texts[system is not None:], start=system is not None):
+        expected = "user" if pending is None else "assistant"
+        if role != expected:
+            raise GenerateError(f"messages[{index}] is a {role} message where the {expected}'s was expected: after an "
+                                f"optional system message, user and assistant alternate")
+        if role == "user":
+            pending = text
+        else:
+            history.append((pending, text))
+            pending = None
+    return system, history, pending
 
 
 def from_messages(dataset: DatasetBase, messages: Any) -> Conversation:

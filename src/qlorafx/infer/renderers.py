@@ -11,43 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from qlorafx.infer.generate import Encoded, GenerateError, Prompter, conversation
-
-ROLES = ("system", "user", "assistant")
-
-
-def message_texts(messages: Any) -> list[tuple[str, str]]:
-    """(role, text) for each message, or a GenerateError naming the message and what was expected.
-    ``content`` is a string or a list of {"type": "text", "text": ...} parts (joined)."""
-    if not isinstance(messages, list) or not messages:
-        raise GenerateError("'messages' must be a non-empty list of {role, content} objects")
-    found = []
-    for index, message in enumerate(messages):
-        where = f"messages[{index}]"
-        if not isinstance(message, dict):
-            raise GenerateError(f"{where} must be an object with 'role' and 'content'")
-        role = message.get("role")
-        if role not in ROLES:
-            raise GenerateError(f"{where}.role is {role!r}; expected one of {', '.join(ROLES)}")
-        found.append((role, _content_text(message.get("content"), where)))
-    if found[-1][0] != "user":
-        raise GenerateError(f"the last message is the {found[-1][0]}'s; it must be the user's, which the model answers")
-    return found
-
-
-def _content_text(content: Any, where: str) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        texts = []
-        for part_index, part in enumerate(content):
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise GenerateError(f"{where}.content[{part_index}] is a {kind!r} part; only text parts "
-                                    f"({{'type': 'text', 'text': ...}}) can be rendered")
-            texts.append(part["text"])
-        return "".join(texts)
-    raise GenerateError(f"{where}.content must be a string or a list of text parts, found {type(content).__name__}")
+from qlorafx.data.formats import FORMATS
+from qlorafx.infer.prompt import Encoded, GenerateError, Prompter, conversation, message_texts
 
 
 class AdapterRenderer:
@@ -64,29 +29,12 @@ class AdapterRenderer:
         return self.prompter.encode(conversation(self.run.dataset, prompt))
 
     def encode_chat(self, messages: Any) -> Encoded:
-        texts = message_texts(messages)
+        """As the run trained: the format renders the system message, the history and the last message."""
         fmt = self.run.dataset.format
-        if self.prompter.chat:  # the format's own reader of OpenAI messages, with the run's template
-            record = {"messages": [{"role": role, "content": text} for role, text in texts]}
-            return self.prompter.encode(conversation(self.run.dataset, record))
-        if fmt == "completion":
-            raise GenerateError(f"the run {self.run.path.name} trained on format 'completion' (plain text, no turns), "
+        if not FORMATS.get(fmt).dialogue:
+            raise GenerateError(f"the run {self.run.path.name} trained on format {fmt!r} (plain text, no turns), "
                                 f"so there is no chat to render; use /v1/completions to continue a text")
-        if any(role == "system" for role, _ in texts):
-            raise GenerateError(f"the run {self.run.path.name} trained on format {fmt!r}, which has no system turn; "
-                                f"leave the system message out or put its text into the user message")
-        history, pending = [], None
-        for index, (role, text) in enumerate(texts):
-            expected = "user" if pending is None else "assistant"
-            if role != expected:
-                raise GenerateError(f"messages[{index}] is a {role} message where the {expected}'s was expected: "
-                                    f"format {fmt!r} renders alternating user and assistant turns")
-            if role == "user":
-                pending = text
-            else:
-                history.append((pending, text))
-                pending = None
-        return self.prompter.encode(conversation(self.run.dataset, pending, history))
+        return self.prompter.encode_messages(messages)
 
     def decode(self, ids: list[int], encoded: Encoded) -> str:
         return self.prompter.decode(ids, encoded)

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from qlorafx.errors import UserError
-from qlorafx.recipe.section import Section
+from qlorafx.section import Section
 from qlorafx.registry import Registry
 
 Role = Literal["system", "user", "assistant"]
@@ -84,8 +84,8 @@ class Format:
 
     def system(self, text: str, options: DatasetBase) -> Conversation:
         """Inference: the turns a system message becomes; text formats trained none, so they refuse it."""
-        raise RecordError(f"format {self.name!r} has no system turn (it trained none), so a system message cannot be "
-                          f"rendered as the run trained; leave it out, or train on format 'chat'")
+        raise RecordError(f"the run trained on format {self.name!r}, which has no system turn; leave the system "
+                          f"message out or put its text into the user message")
 
     def one(self, record: dict, options: DatasetBase) -> Conversation:
         """The record's one conversation: what a prompt given as a record must render to."""
