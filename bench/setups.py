@@ -38,7 +38,7 @@ def run_qlorafx(workdir: Path) -> dict:
     import yaml
 
     from qlorafx.recipe.load import load_recipe
-    from qlorafx.train.pipeline import train
+    from qlorafx.finetune import train
 
     train_records, _ = common.records()
     data = workdir / "train.json"

@@ -10,8 +10,8 @@ import torch
 
 from qlorafx.data.tokenize import Example
 from qlorafx.recipe.load import load_recipe
-from qlorafx.train import pipeline
-from qlorafx.train.pipeline import Summary, sample, train
+from qlorafx import finetune
+from qlorafx.finetune import Summary, sample, train
 from qlorafx.train.run_dir import RunDirError
 from tests.train.tiny import QUICKSTART_DATA, no_bos_tokenizer, tiny_recipe
 
@@ -110,7 +110,7 @@ def test_the_sample_comes_from_the_first_validation_example_that_has_a_prompt(fi
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA error: device-side assert triggered")
 
-    monkeypatch.setattr(pipeline, "generate_text", broken)
+    monkeypatch.setattr(finetune, "generate_text", broken)
     lines, summary = [], Summary("run", 1, None, None, None, 0.0, 1, 1)
     sample(summary, result.model, tok, [with_prompt], 3, lines.append)
     assert summary.sample_output is None

@@ -1,5 +1,23 @@
-"""The base of every error a user's input can cause: the CLI prints it and exits with code 2."""
+"""Leaf types every layer shares: the error a user's input can cause, and one problem found in it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
 
 
 class UserError(Exception):
-    """Bad input (recipe, data, run directory): a message with what, where, and how to fix it."""
+    """Bad input (recipe, data, run directory): a message with what, where, and how to fix it; the CLI
+    prints it and exits with code 2."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem in a recipe (or in what it names), filed under its key; RecipeError reports them all."""
+
+    path: str  # dotted key path, '' for the whole file
+    message: str
+    source: str | None = None  # 'file:line', 'command line', or None when unknown
+
+    def line(self) -> str:
+        where = f" ({self.source})" if self.source else ""
+        return f"  {self.path or '<recipe>'}{where}: {self.message}"

@@ -1,5 +1,8 @@
 """Recipe -> trained adapter and a run directory: the whole finetune, top to bottom.
 
+The top of the package: it uses data, model, train, infer (the sample generation) and report;
+nothing in qlorafx imports it but the CLI.
+
 check the output dir (or the checkpoint to resume) -> tokenizer -> data -> run dir -> quantized
 model -> LoRA -> trainer -> eval before -> train (checkpoints, signals, loss guards) -> eval after
 -> save -> sample generation -> report.

@@ -1,4 +1,6 @@
-"""The base of every recipe section (dataset entries included): frozen, no unknown keys, plain numbers."""
+"""The base of every recipe section (dataset entries included): frozen, no unknown keys, plain numbers.
+
+A leaf: the sections live next to what they configure (a format's options in its file), below recipe/."""
 
 from __future__ import annotations
 

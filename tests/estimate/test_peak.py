@@ -25,7 +25,7 @@ from qlorafx.estimate import estimate
 from qlorafx.estimate.shape import model_shape
 from qlorafx.model.loaders import MODEL_LOADERS
 from qlorafx.recipe.load import load_recipe
-from qlorafx.train.pipeline import train
+from qlorafx.finetune import train
 from tests.train.tiny import tiny_recipe
 
 

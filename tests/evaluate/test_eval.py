@@ -11,7 +11,7 @@ import torch
 from qlorafx.evaluate.choice import ChoiceFileError, accuracy, letter_ids, read_questions
 from qlorafx.infer.trained_run import RunError, finished_run, load_quantized
 from qlorafx.recipe.load import load_recipe
-from qlorafx.train.pipeline import train
+from qlorafx.finetune import train
 from tests.cli.test_cli import qlorafx
 from tests.train.tiny import tiny_recipe
 

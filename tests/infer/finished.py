@@ -19,7 +19,7 @@ _RUNS: dict[str, Path] = {}
 
 def _train(tmp_path_factory, key: str, overrides: list[str], prepare=None) -> Path:
     if key not in _RUNS:
-        from qlorafx.train.pipeline import train
+        from qlorafx.finetune import train
 
         tmp = tmp_path_factory.mktemp(f"{key}-run")
         extra = prepare(tmp) if prepare else []

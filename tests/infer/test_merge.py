@@ -13,7 +13,7 @@ import torch
 from qlorafx.cli.main import main
 from qlorafx.infer import merge
 from qlorafx.recipe.load import load_recipe
-from qlorafx.train.pipeline import train
+from qlorafx.finetune import train
 from tests.cli.test_cli import heavy_modules_after
 from tests.train.tiny import tiny_recipe
 

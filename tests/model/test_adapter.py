@@ -51,7 +51,7 @@ def test_all_linear_never_targets_the_output_head(tmp_path):
 
 
 def test_bad_targets_fail_before_the_run_directory_is_made(tmp_path):
-    from qlorafx.train.pipeline import train
+    from qlorafx.finetune import train
 
     loaded = load_recipe(tiny_recipe(tmp_path), ["lora.target_modules=[query]"])
     with pytest.raises(TargetError, match="named down_proj, gate_proj"):

@@ -12,7 +12,7 @@ from transformers import TrainerCallback
 from qlorafx.model.adapter import LoraOptionError
 from qlorafx.model.adapter_files import AdapterError
 from qlorafx.recipe.load import load_recipe
-from qlorafx.train.pipeline import train
+from qlorafx.finetune import train
 from tests.train.tiny import tiny_recipe
 
 QUICK = ["training.micro_batch_size=2", "logging.every=2", "logging.backends=[jsonl]",

@@ -12,7 +12,7 @@ import torch
 
 from qlorafx.model.adapter import LoraOptionError
 from qlorafx.recipe.load import load_recipe
-from qlorafx.train.pipeline import train
+from qlorafx.finetune import train
 from tests.train.tiny import tiny_recipe
 
 QUICK = ["training.max_steps=8", "training.micro_batch_size=2", "logging.every=4", "logging.backends=[jsonl]",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from qlorafx.errors import UserError
-from qlorafx.recipe.errors import Problem, RecipeError
+from qlorafx.errors import Problem, UserError
+from qlorafx.recipe.errors import RecipeError
 from qlorafx.recipe.load import load_recipe
 
 BASE = """

@@ -27,7 +27,7 @@ def tracked(tmp_path_factory):
         env.setenv("WANDB_CONFIG_DIR", str(tmp / "wandb-config"))
         env.setenv("WANDB_CACHE_DIR", str(tmp / "wandb-cache"))
         env.delenv("WANDB_API_KEY", raising=False)
-        from qlorafx.train.pipeline import train
+        from qlorafx.finetune import train
 
         loaded = load_recipe(tiny_recipe(tmp), OVERRIDES)
         train(loaded.recipe, loaded.to_yaml(), log=lambda *_: None)

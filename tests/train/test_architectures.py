@@ -13,7 +13,7 @@ import yaml
 
 from qlorafx.model.adapter import linear_layer_names
 from qlorafx.recipe.load import load_recipe
-from qlorafx.train.pipeline import train
+from qlorafx.finetune import train
 from tests.train.tiny import tiny_recipe
 
 COMMON = "hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 2, " \

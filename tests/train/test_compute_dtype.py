@@ -12,7 +12,7 @@ from transformers import TrainerCallback
 
 from qlorafx.model.quantize import resolve_compute_dtype
 from qlorafx.recipe.load import load_recipe
-from qlorafx.train.pipeline import train
+from qlorafx.finetune import train
 from tests.train.tiny import tiny_recipe
 
 

@@ -12,7 +12,7 @@ import torch
 
 from qlorafx.cli.main import main
 from qlorafx.recipe.load import load_recipe
-from qlorafx.train.pipeline import train
+from qlorafx.finetune import train
 from tests.train.tiny import QUICKSTART_DATA, tiny_t5_recipe
 
 pytestmark = pytest.mark.slow

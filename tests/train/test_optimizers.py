@@ -13,7 +13,7 @@ from transformers import TrainerCallback
 
 from qlorafx.recipe.load import load_recipe
 from qlorafx.train.optimizers import OPTIMIZERS
-from qlorafx.train.pipeline import train
+from qlorafx.finetune import train
 from tests.train.tiny import tiny_recipe
 
 # (bitsandbytes / torch class, state dtype, learning rate that suits it on this tiny model).

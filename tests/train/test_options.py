@@ -7,7 +7,7 @@ import json
 import pytest
 
 from qlorafx.recipe.load import load_recipe
-from qlorafx.train.pipeline import train
+from qlorafx.finetune import train
 from tests.train.tiny import tiny_recipe
 
 

@@ -15,7 +15,7 @@ from qlorafx.recipe.load import load_recipe
 from qlorafx.train import checkpoints
 from qlorafx.train.checkpoints import AlreadyFinished, ResumeError
 from qlorafx.train.lifecycle import Diverged, LossGuard
-from qlorafx.train.pipeline import Interrupted, train
+from qlorafx.finetune import Interrupted, train
 from tests.train.tiny import tiny_recipe
 
 QUIET = ["logging.every=1", "logging.backends=[jsonl]", "logging.sample_max_new_tokens=0"]

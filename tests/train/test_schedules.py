@@ -10,7 +10,7 @@ import math
 import pytest
 
 from qlorafx.recipe.load import load_recipe
-from qlorafx.train.pipeline import train
+from qlorafx.finetune import train
 from tests.train.tiny import tiny_recipe
 
 PEAK, STEPS, WARMUP = 1e-2, 10, 3

@@ -61,7 +61,7 @@ def run(args) -> int:
 
     quiet_libraries()  # before the heavy imports: some libraries warn while importing
     from qlorafx.train.checkpoints import AlreadyFinished
-    from qlorafx.train.pipeline import Interrupted, train
+    from qlorafx.finetune import Interrupted, train
 
     stop_if_interrupted()  # a Ctrl-C swallowed during those imports stops here, before anything is read or written
 

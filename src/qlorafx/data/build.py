@@ -21,8 +21,7 @@ from qlorafx.data.packing import pack
 from qlorafx.data.render import chat_template_of, render_chat, render_text
 from qlorafx.data.sources import DataFileError, fingerprint, hub_dataset, hub_fingerprint, is_hub, read_records
 from qlorafx.data.tokenize import Example, tokenize, tokenize_encoder_decoder
-from qlorafx.errors import UserError
-from qlorafx.recipe.errors import Problem
+from qlorafx.errors import Problem, UserError
 
 PEEK_RECORDS = 5  # how many leading records `validate` renders per dataset
 

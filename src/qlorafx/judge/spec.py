@@ -24,11 +24,12 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from qlorafx.recipe.errors import Problem, RecipeError
+from qlorafx.errors import Problem
+from qlorafx.recipe.errors import RecipeError
 from qlorafx.recipe.load import merged_yaml
-from qlorafx.recipe.section import Section
 from qlorafx.recipe.sources import SourceMap
 from qlorafx.recipe.validation import validation_problems
+from qlorafx.section import Section
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # also a file name: answers/<name>.jsonl
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -2,20 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from qlorafx.errors import UserError
-
-
-@dataclass(frozen=True)
-class Problem:
-    path: str  # dotted key path, '' for the whole file
-    message: str
-    source: str | None = None  # 'file:line', 'command line', or None when unknown
-
-    def line(self) -> str:
-        where = f" ({self.source})" if self.source else ""
-        return f"  {self.path or '<recipe>'}{where}: {self.message}"
+from qlorafx.errors import Problem, UserError
 
 
 class RecipeError(UserError):

@@ -18,7 +18,8 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import ValidationError
 
-from qlorafx.recipe.errors import Problem, RecipeError
+from qlorafx.errors import Problem
+from qlorafx.recipe.errors import RecipeError
 from qlorafx.recipe.overrides import apply_overrides
 from qlorafx.recipe.paths import resolve_paths
 from qlorafx.recipe.schema import Recipe

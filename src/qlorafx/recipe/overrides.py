@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from qlorafx.recipe.errors import Problem
+from qlorafx.errors import Problem
 from qlorafx.recipe.sources import COMMAND_LINE, SourceMap
 
 

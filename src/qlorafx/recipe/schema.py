@@ -17,7 +17,7 @@ from qlorafx.model.loaders import MODEL_LOADERS
 from qlorafx.model.lora_support import check_init, incompatibilities
 from qlorafx.registry import Registry, UnknownKeyError
 from qlorafx.recipe.registry_key import registry_key
-from qlorafx.recipe.section import Section
+from qlorafx.section import Section
 from qlorafx.train.backends import BACKENDS
 from qlorafx.train.optimizers import OPTIMIZERS
 from qlorafx.train.schedulers import SCHEDULERS

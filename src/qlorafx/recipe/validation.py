@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from qlorafx.data.formats import FORMATS
-from qlorafx.recipe.errors import Problem
+from qlorafx.errors import Problem
 from qlorafx.registry import UnknownKeyError
 from qlorafx.recipe.schema import Recipe
 from qlorafx.recipe.sources import SourceMap

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from qlorafx.recipe.errors import Problem
+from qlorafx.errors import Problem
 
 MAX_NODES = 100_000
 MAX_BYTES = 1_000_000

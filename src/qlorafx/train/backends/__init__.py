@@ -16,8 +16,7 @@ from importlib.util import find_spec
 from typing import Iterator
 
 from qlorafx import processes
-from qlorafx.errors import UserError
-from qlorafx.recipe.errors import Problem
+from qlorafx.errors import Problem, UserError
 from qlorafx.registry import Registry
 from qlorafx.train.backends.base import Backend, RunInfo
 from qlorafx.train.backends.console import ConsoleBackend
