@@ -8,10 +8,10 @@ import json
 import pytest
 import torch
 
-from qlorafx.data.tokenize import Example
-from qlorafx.recipe.load import load_recipe
 from qlorafx import finetune
+from qlorafx.data.tokenize import Example
 from qlorafx.finetune import Summary, sample, train
+from qlorafx.recipe.load import load_recipe
 from qlorafx.train.run_dir import RunDirError
 from tests.train.tiny import QUICKSTART_DATA, no_bos_tokenizer, tiny_recipe
 
