@@ -1,7 +1,8 @@
 """Trainer callbacks: each Trainer log becomes one metrics record, handed to the recipe's backends.
 
 A record always has ``step``; training logs add ``loss``, ``lr``, ``grad_norm``, ``epoch`` and
-``tokens_per_s`` (non-padding tokens per second since the previous log); evaluations add
+``tokens_per_s`` (non-padding tokens per second since the previous log, every process's: the
+trainer gathers them); evaluations add
 ``eval_loss``. The backends themselves are in train/backends/.
 """
 

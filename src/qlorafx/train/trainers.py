@@ -73,13 +73,15 @@ def training_arguments(recipe, run_dir: Path, evaluate_first: bool = False):
 
 
 def _token_counting_trainer():
+    import torch
     from transformers import Trainer
 
     from qlorafx.data.collate import NUM_TOKENS
     from qlorafx.train import labelled_head
 
     class TokenCountingTrainer(Trainer):
-        """Trainer that counts the non-padding tokens it trains on (state.num_input_tokens_seen) and
+        """Trainer that counts the non-padding tokens it trains on, on every process
+        (state.num_input_tokens_seen), gives a batch with no target a loss of 0 rather than 0/0, and
         applies the output head and the loss at labelled positions only (train/labelled_head.py)."""
 
         # off only to compare against the full computation (tests, bench/gpu_head.py); it never
@@ -89,7 +91,14 @@ def _token_counting_trainer():
         def compute_loss(self, model, inputs, *args, **kwargs):
             tokens = inputs.pop(NUM_TOKENS, 0)
             if model.training:
+                if self.args.world_size > 1:  # every process's tokens: tokens_per_s is the whole run's
+                    tokens = int(self.accelerator.gather(torch.tensor([tokens], device=self.args.device)).sum())
                 self.state.num_input_tokens_seen += tokens
+            if kwargs.get("num_items_in_batch") is not None:
+                # a batch whose labels are all masked sums to a loss of 0 over 0 targets: divided by 0 it
+                # would be a NaN loss with NaN gradients, which the loss guard would report as a divergence
+                count = kwargs["num_items_in_batch"]
+                kwargs["num_items_in_batch"] = count.clamp(min=1) if torch.is_tensor(count) else max(count, 1)
             unwrapped = self.accelerator.unwrap_model(model)
             if (not self.head_only_where_loss or "labels" not in inputs or self.label_smoother is not None
                     or self.compute_loss_func is not None or labelled_head.full_path_reason(unwrapped)):

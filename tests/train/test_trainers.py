@@ -1,0 +1,34 @@
+"""The causal_lm trainer's own additions to transformers' Trainer: a batch with no target, and the
+tokens it counts."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from qlorafx.recipe.load import load_recipe
+from qlorafx.train.pipeline import train
+from tests.train.tiny import tiny_recipe
+
+
+def test_a_step_whose_labels_are_all_masked_has_loss_0_not_a_divergence(tmp_path):
+    """Examples whose response max_length cut away carry no target. A step made of them only sums a
+    loss of 0 over 0 targets: before issue 9 that was 0/0, a NaN loss with NaN gradients, and the
+    loss guard stopped the run saying the learning rate was too high."""
+    long_prompt = {"instruction": "Repeat after me: " + "la " * 200, "input": "", "output": "la"}
+    short = [{"instruction": f"Say {i}.", "input": "", "output": f"{i}!"} for i in range(2)]
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in [long_prompt] * 6 + short))
+    lines = []
+    loaded = load_recipe(tiny_recipe(tmp_path), [
+        f"data.datasets=[{{path: {data}, format: alpaca}}]", "data.val_size=0", "data.packing=false",
+        "data.shuffle=false", "training.micro_batch_size=1", "training.max_steps=8", "logging.every=1",
+        "logging.backends=[jsonl]", "logging.sample_max_new_tokens=0"])
+    result = train(loaded.recipe, loaded.to_yaml(), log=lines.append)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert len(losses) == 8 and losses.count(0.0) == 6 and all(loss > 0 for loss in losses if loss != 0.0), losses
+    assert sum("loss is exactly 0" in line and "are all labels masked?" in line for line in lines) == 1
+    assert all(torch.isfinite(p).all() for n, p in result.model.named_parameters() if "lora_" in n)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "finished"
