@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from qlorafx.recipe.load import load_recipe
-from qlorafx.train.pipeline import train
+from qlorafx.finetune import train
 from tests.train.tiny import tiny_recipe
 
 
@@ -32,3 +33,24 @@ def test_a_step_whose_labels_are_all_masked_has_loss_0_not_a_divergence(tmp_path
     assert sum("loss is exactly 0" in line and "are all labels masked?" in line for line in lines) == 1
     assert all(torch.isfinite(p).all() for n, p in result.model.named_parameters() if "lora_" in n)
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "finished"
+
+
+def _logs(tmp_path, *overrides):
+    tmp_path.mkdir()
+    loaded = load_recipe(tiny_recipe(tmp_path), ["training.max_steps=4", "logging.every=1", "data.val_size=0",
+                                                 "logging.backends=[jsonl]", "logging.sample_max_new_tokens=0",
+                                                 *overrides])
+    train(loaded.recipe, loaded.to_yaml(), log=lambda *_: None)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    return [(r["loss"], r["grad_norm"]) for r in records if "loss" in r]
+
+
+def test_micro_batch_4_equals_2_accumulated_twice(tmp_path):
+    """A causal LM, packed and shuffled as by default: two micro-batches of 2 rows accumulated are
+    one step over the same 4 rows, normalised by the same token count, so each step's loss and
+    gradient norm are those of one micro-batch of 4, to float rounding."""
+    one = _logs(tmp_path / "one", "training.micro_batch_size=4")
+    accumulated = _logs(tmp_path / "accumulated", "training.micro_batch_size=2", "training.grad_accum=2")
+    assert len(one) == len(accumulated) == 4
+    for (loss, norm), (loss_acc, norm_acc) in zip(one, accumulated):
+        assert loss_acc == pytest.approx(loss, rel=1e-4) and norm_acc == pytest.approx(norm, rel=1e-3), (one, accumulated)
