@@ -19,10 +19,10 @@ from qlorafx.train.trainers import TRAINERS
 from tests.train.tiny import QUICKSTART_DATA
 
 
-def _recipe(tmp_path, packing: bool, train_on_inputs: bool, fmt: str) -> Recipe:
+def _recipe(tmp_path, packing: bool, train_on_inputs: bool, fmt: str, data=QUICKSTART_DATA) -> Recipe:
     return Recipe.model_validate({
         "model": {"loader": "from_config", "config": {"model_type": "llama"}},
-        "data": {"datasets": [{"path": str(QUICKSTART_DATA), "format": fmt, "max_examples": 24}],
+        "data": {"datasets": [{"path": str(data), "format": fmt, "max_examples": 24}],
                  "max_length": 512, "val_size": 0, "packing": packing, "train_on_inputs": train_on_inputs},
         "optimizer": {"name": "adamw"},
         "training": {"micro_batch_size": 4, "max_steps": 1},
@@ -43,11 +43,11 @@ def _model(vocab_size: int, attn: str = "sdpa"):
 
 
 def trainer_loss(tmp_path, tokenizer, model, packing: bool, train_on_inputs: bool, fmt: str = "alpaca",
-                 attn: str = "sdpa"):
+                 attn: str = "sdpa", data=QUICKSTART_DATA):
     """(summed loss, target tokens, prepared data) over every batch of the prepared training data,
     as the Trainer computes them: its count of the batch's targets, and compute_loss's mean over
     that count."""
-    recipe = _recipe(tmp_path / f"p{packing}", packing, train_on_inputs, fmt)
+    recipe = _recipe(tmp_path / f"p{packing}", packing, train_on_inputs, fmt, data)
     prepared = prepare(recipe, tokenizer, log=lambda *_: None)
     collator = COLLATORS.get(collator_for(recipe, encoder_decoder=False))(tokenizer.pad_token_id, attn)
     trainer = TRAINERS.get("causal_lm")(recipe, model, tokenizer, prepared, collator=collator,
@@ -86,6 +86,30 @@ def test_packed_and_unpacked_train_on_the_same_targets(tmp_path, byte_tokenizer,
     assert packed_targets == alone_targets, (packed_targets, alone_targets)
     assert packed == pytest.approx(alone, rel=1e-5), (packed, alone)
 
+
+
+def test_a_chat_template_that_writes_bos_into_the_text(tmp_path):
+    """A template that writes BOS as text (as Llama 2's and Llama 3's do): the tokenizer adds none of its
+    own, the BOS is text, and with train_on_inputs it carries a label like any other token."""
+    import json
+
+    from qlorafx.model.byte_tokenizer import byte_tokenizer
+
+    tokenizer = byte_tokenizer()
+    tokenizer.chat_template = ("{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}"
+                               "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{% endfor %}"
+                               "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    data = tmp_path / "chat.jsonl"
+    records = [json.loads(line) for line in QUICKSTART_DATA.read_text().splitlines()]
+    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": r["instruction"]},
+                                                     {"role": "assistant", "content": r["output"]}]}) + "\n"
+                            for r in records))
+    model = _model(len(tokenizer))
+    alone, alone_targets, unpacked = trainer_loss(tmp_path, tokenizer, model, False, True, "chat", data=data)
+    packed, packed_targets, _ = trainer_loss(tmp_path, tokenizer, model, True, True, "chat", data=data)
+    assert unpacked.train[0]["labels"][0] == tokenizer.bos_token_id  # the BOS in the text is a labelled token
+    assert packed_targets == alone_targets, (packed_targets, alone_targets)
+    assert packed == pytest.approx(alone, rel=1e-5), (packed, alone)
 
 
 # flash-attn's two kernels, with its signatures and layouts, computed on CPU: what transformers' own
