@@ -53,7 +53,9 @@ def main() -> int:
         lines.append(f"| {LABELS[r['setup']]} | {r['wall_s']} | {r['steps']} | {r['tokens_per_s']:.0f} | "
                      f"{r['tokens_per_s'] / baseline['tokens_per_s']:.2f}x | {r['padding']:.1%} | {r['peak_rss_mb']} | "
                      f"{r['final_loss']:.4f} |")
-    (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    previous = (HERE / "RESULTS.md").read_text() if (HERE / "RESULTS.md").is_file() else ""
+    serve = previous[previous.index("<!-- serve:start -->"):] if "<!-- serve:start -->" in previous else ""
+    (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n" + (f"\n{serve}" if serve else ""))  # bench/serve.py's
     print("\n".join(lines))
     return 0
 
