@@ -36,6 +36,7 @@ DATA = REPO / "recipes" / "data" / "quickstart.jsonl"
 START, END = "<!-- serve:start -->", "<!-- serve:end -->"
 CLIENTS = (1, 4, 16)
 MAX_TOKENS = 32
+THREADS = 1  # torch threads per server
 PROMPTS = ["What color is a leaf?", "Name the sound a duck makes.", "What sound does a cat make?",
            "Which color is the sky?", "Tell me the sound a frog makes.", "What color is snow?"]
 
@@ -87,13 +88,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start(run_dirs: list[Path], max_batch: int):
+def start(run_dirs: list[Path], max_batch: int, wait_ms: float = 5.0):
     import httpx
 
     port = free_port()
+    # One torch thread per server: on a small shared machine, OpenMP threads of several processes
+    # spinning against each other made the same run 4x slower from one minute to the next.
     process = subprocess.Popen([sys.executable, "-m", "qlorafx.cli.main", "serve", *map(str, run_dirs), "--port",
-                                str(port), "--max-batch", str(max_batch)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                str(port), "--max-batch", str(max_batch), "--batch-wait-ms", str(wait_ms)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env={**os.environ, "OMP_NUM_THREADS": str(THREADS)})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
     while True:
@@ -124,20 +128,25 @@ def one_level(url: str, clients: int, requests_each: int) -> dict:
                 latencies.append(time.perf_counter() - began)
                 tokens.append(answer.usage.completion_tokens)
 
+    import httpx
+
     threads = [threading.Thread(target=work, args=(w,)) for w in range(clients)]
+    counted = httpx.get(f"{url}/health").json()
     began = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - began
+    now = httpx.get(f"{url}/health").json()
     return {"requests": len(tokens), "wall_s": wall, "requests_per_s": len(tokens) / wall,
-            "tokens_per_s": sum(tokens) / wall, "latency_s": statistics.median(latencies)}
+            "tokens_per_s": sum(tokens) / wall, "latency_s": statistics.median(latencies),
+            "rows_per_batch": (now["rows"] - counted["rows"]) / max(1, now["batches"] - counted["batches"])}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/qlorafx-bench-serve"))
     args = parser.parse_args()
     run_dirs = runs(args.workdir)
@@ -153,7 +162,8 @@ def main() -> int:
                     result = one_level(url, clients, requests_each)
                     results.setdefault((mode, clients), []).append(result)
                     print(f"bench serve: round {round_ + 1} {mode:14} {clients:2} clients: "
-                          f"{result['requests_per_s']:.2f} req/s {result['tokens_per_s']:.0f} tok/s", file=sys.stderr,
+                          f"{result['requests_per_s']:.2f} req/s {result['tokens_per_s']:.0f} tok/s "
+                          f"{result['rows_per_batch']:.1f} rows/batch", file=sys.stderr,
                           flush=True)
     finally:
         for process, _ in servers.values():
@@ -168,12 +178,13 @@ def write(results: dict, rounds: int) -> None:
     lines = [START, "## Serving: batched vs one request at a time", "",
              f"`.venv/bin/python bench/serve.py --rounds {rounds}` on {date.today()}, {platform.machine()} CPU, "
              f"{os.cpu_count()} cores, load average {load:.1f} at the end (the machine was shared: the two "
-             f"servers' runs were interleaved so that other work weighs on both alike).", "",
+             f"servers' runs were interleaved so that other work weighs on both alike; each server runs torch on "
+             f"{THREADS} thread).", "",
              textwrap.dedent(__doc__.split("\n\n", 2)[2]).strip().split("Writes its table")[0].strip(), "",
              f"Median over {rounds} rounds; each round sends 12 requests from 1 client, 6 from each of 4, 3 from "
              f"each of 16.", "",
-             "| clients | mode | requests/s | generated tokens/s | median latency (s) | speed-up |",
-             "|---:|---|---:|---:|---:|---:|"]
+             "| clients | mode | requests/s | generated tokens/s | median latency (s) | rows per batch | tokens/s vs one at a time |",
+             "|---:|---|---:|---:|---:|---:|---:|"]
     for clients in CLIENTS:
         single = statistics.median(r["tokens_per_s"] for r in results[("one at a time", clients)])
         for mode in ("batched", "one at a time"):
@@ -181,7 +192,7 @@ def write(results: dict, rounds: int) -> None:
             tokens = statistics.median(r["tokens_per_s"] for r in rows)
             lines.append(f"| {clients} | {mode} | {statistics.median(r['requests_per_s'] for r in rows):.2f} | "
                          f"{tokens:.0f} | {statistics.median(r['latency_s'] for r in rows):.2f} | "
-                         f"{tokens / single:.2f}x |")
+                         f"{statistics.median(r['rows_per_batch'] for r in rows):.1f} | {tokens / single:.2f}x |")
     lines.append(END)
     section = "\n".join(lines)
     path = HERE / "RESULTS.md"

@@ -35,6 +35,8 @@ def add_parser(commands) -> None:
                         help="enable /v1/load_lora_adapter and /v1/unload_lora_adapter (off by default)")
     parser.add_argument("--max-batch", type=int, default=16, metavar="N",
                         help="most rows answered in one batched generate (default 16)")
+    parser.add_argument("--batch-wait-ms", type=float, default=5.0, metavar="MS",
+                        help="how long the first waiting request waits for others to join its batch (default 5)")
     parser.add_argument("--default-max-tokens", type=int, default=256, metavar="N",
                         help="new tokens when a request gives no max_tokens (default 256, less where the "
                              "model's positions run out)")
@@ -89,6 +91,8 @@ def run(args) -> int:
     for option, value in (("--max-batch", args.max_batch), ("--default-max-tokens", args.default_max_tokens)):
         if value < 1:
             raise ServeError(f"{option} must be at least 1, got {value}")
+    if not 0 <= args.batch_wait_ms <= 10_000:
+        raise ServeError(f"--batch-wait-ms must be between 0 and 10000, got {args.batch_wait_ms}")
     key = api_key(args.api_key_env)
     check_address(args.host, args.port)
     if not is_loopback(args.host) and key is None:
@@ -100,7 +104,7 @@ def run(args) -> int:
     paths, names = named_runs(args.run_dirs)
     check_runs(paths, names)  # every refusal before weights load
     print(f"loading the base and {len(paths)} adapter(s)", file=sys.stderr)
-    engine = Engine.load(paths, names, max_batch=args.max_batch)
+    engine = Engine.load(paths, names, max_batch=args.max_batch, gather_s=args.batch_wait_ms / 1000)
 
     from qlorafx.serve.app import create_app
     from qlorafx.serve.server import uvicorn_server

@@ -194,7 +194,8 @@ class Scheduler:
         self._pending: list[Stream] = []
         self._wake = threading.Condition()
         self._closed = False
-        self.batches_run = 0  # how many generate calls: tests and the bench read it
+        self.batches_run = 0  # generate calls so far (tests, /health and the bench read them)
+        self.rows_run = 0  # rows in them: rows_run / batches_run is the mean batch size
         self._thread = threading.Thread(target=self._loop, name="qlorafx-batches", daemon=True)
         self._thread.start()
 
@@ -255,6 +256,7 @@ class Scheduler:
 
     def _run(self, batch: list[Stream]) -> None:
         self.batches_run += 1
+        self.rows_run += len(batch)
         try:
             generate_rows(self.model, batch)
         except Exception as err:  # one failed batch ends its rows with the error; the server goes on

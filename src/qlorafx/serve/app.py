@@ -94,7 +94,9 @@ def create_app(engine, *, api_key: str | None = None, allow_adapter_loading: boo
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "models": [m.name for m in engine.models()]}
+        scheduler = engine.scheduler
+        return {"status": "ok", "models": [m.name for m in engine.models()],
+                "batches": scheduler.batches_run, "rows": scheduler.rows_run, "waiting": scheduler.pending()}
 
     @app.get("/v1/models")
     async def models(request: Request):
