@@ -1,12 +1,12 @@
 """Serving throughput: requests/s and generated tokens/s for 1, 4 and 16 concurrent clients, with
-requests batched (--max-batch 16) and answered one at a time (--max-batch 1).
+requests batched (--max-batch 16, for each --batch-wait-ms given) and answered one at a time (--max-batch 1).
 
     .venv/bin/python bench/serve.py [--rounds 2] [--workdir /tmp/qlorafx-bench-serve]
 
 Two tiny runs (a 2-layer Llama, hidden 128, byte tokenizer, 4-bit NF4; an alpaca adapter and a
 chatml chat adapter, 8 steps each on the quickstart data) share one base. Both servers are real
 `qlorafx serve` processes, started side by side, so the A/B runs interleave: each round measures
-every client count on the batched server and then on the one-at-a-time server, which spreads
+every client count on each batched server and then on the one-at-a-time server, which spreads
 whatever else the machine is doing over both. Clients (threads with the `openai` client, in this
 process) each send requests back to back, cycling over the two adapters and the base, greedy, at
 most 32 new tokens each; the tokens counted are those the server reports in usage. Writes its table into bench/RESULTS.md between the serve
@@ -88,7 +88,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start(run_dirs: list[Path], max_batch: int, wait_ms: float = 5.0):
+def start(run_dirs: list[Path], max_batch: int, wait_ms: float = 50.0):
     import httpx
 
     port = free_port()
@@ -147,10 +147,13 @@ def one_level(url: str, clients: int, requests_each: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batch-wait-ms", type=float, nargs="+", default=[50.0],
+                        help="one batched server for each value (default: the server's default, 50)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/qlorafx-bench-serve"))
     args = parser.parse_args()
     run_dirs = runs(args.workdir)
-    servers = {"batched": start(run_dirs, 16), "one at a time": start(run_dirs, 1)}
+    servers = {f"batched, wait {ms:g} ms": start(run_dirs, 16, ms) for ms in args.batch_wait_ms}
+    servers["one at a time"] = start(run_dirs, 1)
     results: dict[tuple[str, int], list[dict]] = {}
     try:
         for _, url in servers.values():  # warm-up: first requests pay for lazy initialisation
@@ -169,14 +172,15 @@ def main() -> int:
         for process, _ in servers.values():
             process.send_signal(signal.SIGINT)
             process.wait(timeout=60)
-    write(results, args.rounds)
+    write(results, args.rounds, list(servers))
     return 0
 
 
-def write(results: dict, rounds: int) -> None:
+def write(results: dict, rounds: int, modes: list[str]) -> None:
     load = os.getloadavg()[0]
     lines = [START, "## Serving: batched vs one request at a time", "",
-             f"`.venv/bin/python bench/serve.py --rounds {rounds}` on {date.today()}, {platform.machine()} CPU, "
+             f"`.venv/bin/python bench/serve.py --rounds {rounds} --batch-wait-ms "
+             f"{' '.join(m.split('wait ')[1].split(' ms')[0] for m in modes if 'wait' in m)}` on {date.today()}, {platform.machine()} CPU, "
              f"{os.cpu_count()} cores, load average {load:.1f} at the end (the machine was shared: the two "
              f"servers' runs were interleaved so that other work weighs on both alike; each server runs torch on "
              f"{THREADS} thread).", "",
@@ -187,12 +191,13 @@ def write(results: dict, rounds: int) -> None:
              "|---:|---|---:|---:|---:|---:|---:|"]
     for clients in CLIENTS:
         single = statistics.median(r["tokens_per_s"] for r in results[("one at a time", clients)])
-        for mode in ("batched", "one at a time"):
+        for mode in modes:
             rows = results[(mode, clients)]
             tokens = statistics.median(r["tokens_per_s"] for r in rows)
             lines.append(f"| {clients} | {mode} | {statistics.median(r['requests_per_s'] for r in rows):.2f} | "
                          f"{tokens:.0f} | {statistics.median(r['latency_s'] for r in rows):.2f} | "
                          f"{statistics.median(r['rows_per_batch'] for r in rows):.1f} | {tokens / single:.2f}x |")
+    lines += ["", "`wait`: --batch-wait-ms, how long the first waiting request waits for others to join its batch."]
     lines.append(END)
     section = "\n".join(lines)
     path = HERE / "RESULTS.md"

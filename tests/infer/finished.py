@@ -60,7 +60,7 @@ def served_engine(tmp_path_factory):
         from qlorafx.infer.engine import Engine
 
         _LOADED["engine"] = Engine.load([finished_run(tmp_path_factory), finished_chat_run(tmp_path_factory)],
-                                        ["alpaca", "chat"])
+                                        ["alpaca", "chat"], gather_s=0.005)  # tests that batch hold the lock
     return _LOADED["engine"]
 
 

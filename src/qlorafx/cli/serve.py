@@ -35,8 +35,8 @@ def add_parser(commands) -> None:
                         help="enable /v1/load_lora_adapter and /v1/unload_lora_adapter (off by default)")
     parser.add_argument("--max-batch", type=int, default=16, metavar="N",
                         help="most rows answered in one batched generate (default 16)")
-    parser.add_argument("--batch-wait-ms", type=float, default=5.0, metavar="MS",
-                        help="how long the first waiting request waits for others to join its batch (default 5)")
+    parser.add_argument("--batch-wait-ms", type=float, default=50.0, metavar="MS",
+                        help="how long the first waiting request waits for others to join its batch (default 50)")
     parser.add_argument("--default-max-tokens", type=int, default=256, metavar="N",
                         help="new tokens when a request gives no max_tokens (default 256, less where the "
                              "model's positions run out)")

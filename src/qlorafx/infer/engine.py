@@ -109,7 +109,7 @@ def _adapter_config(run) -> dict:
 
 
 class Engine:
-    def __init__(self, model, tokenizer, runs: dict[str, Any], max_batch: int = 16, gather_s: float = 0.005):
+    def __init__(self, model, tokenizer, runs: dict[str, Any], max_batch: int = 16, gather_s: float = 0.05):
         """Use Engine.load; this takes a peft model whose first adapter ("default") is runs' first."""
         first = next(iter(runs.values()))
         self.model, self._base_run = model, first
@@ -124,7 +124,7 @@ class Engine:
 
     @classmethod
     def load(cls, run_dirs: list, names: list[str | None] | None = None, *, max_batch: int = 16,
-             gather_s: float = 0.005) -> "Engine":
+             gather_s: float = 0.05) -> "Engine":
         """Every check first (finished runs, one base quantized alike, unique names), then the base
         once and each adapter onto it."""
         runs = check_runs(run_dirs, names)
