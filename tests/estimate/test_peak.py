@@ -1,4 +1,7 @@
-"""The whole estimate against the measured peak memory of tiny-model training on CPU: within 25%.
+"""The whole estimate against the measured peak memory of tiny-model training on CPU: never more than
+10% under it (an estimate that understates is the one that runs out of memory), at most 25% over (the
+estimate counts the output head's logits at every position; the trainer computes them only where a
+token carries loss, so it is an upper bound there), as docs/estimate.md says.
 
 How the peak is measured, and why so. torch.profiler with profile_memory=True records every
 allocation and free that torch's CPU allocator makes during training (bitsandbytes' CPU kernels
@@ -65,7 +68,7 @@ class PeakMemory(TrainerCallback):
     # gradients held from one micro-batch to the next; a bf16 adapter, whose inputs peft casts to bf16
     ["training.grad_accum=2", "lora.dtype=bfloat16", "lora.r=64", "lora.dropout=0.1", "training.micro_batch_size=2"],
 ], ids=["plain", "checkpointing", "dropout-8bit-optimizer", "accumulation-bf16-adapter"])
-def test_estimate_is_within_a_quarter_of_measured_peak(tmp_path, overrides):
+def test_estimate_is_never_a_tenth_under_nor_a_quarter_over_the_measured_peak(tmp_path, overrides):
     data = tmp_path / "long.jsonl"
     data.write_text("".join(json.dumps({"instruction": f"Spell number {i}.", "input": "", "output": "one two " * 60})
                             + "\n" for i in range(24)))
@@ -80,6 +83,6 @@ def test_estimate_is_within_a_quarter_of_measured_peak(tmp_path, overrides):
     train(recipe, loaded.to_yaml(), log=lambda *_: None, callbacks=(measured,))
     ratio = predicted.peak() / measured.peak
     print(f"estimate {predicted.peak():,} B, measured {measured.peak:,} B, ratio {ratio:.3f}")
-    assert 0.75 <= ratio <= 1.25
+    assert 0.90 <= ratio <= 1.25
     # the resident part (weights, trainable tensors) is exact; the rest is what the profiler saw on top
     assert measured.held == predicted.weights + predicted.lora_params
