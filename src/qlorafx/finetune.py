@@ -12,7 +12,6 @@ torchrun only rank 0 writes the run directory.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +29,8 @@ from qlorafx.model.loaders import MODEL_LOADERS, skeleton
 from qlorafx.model.quantize import keep_weights_trainable_on_cpu, quantization_config, resolve_compute_dtype
 from qlorafx.recipe.schema import Recipe
 from qlorafx.report import write_report
+from qlorafx.report.run import read_metrics
+from qlorafx.run_files import FINISHED_MARKER, METRICS_FILE, RECIPE_FILE, TOKENIZER_DIR, VERSIONS_FILE
 from qlorafx.train import checkpoints
 from qlorafx.train import run_dir as rundir
 from qlorafx.train.backends import RunInfo, require_packages, tracking
@@ -65,11 +66,6 @@ class Result:
 
 class Interrupted(Exception):
     """Stopped by SIGTERM or Ctrl-C after saving a checkpoint; the message says how to resume."""
-
-
-def _metrics(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.is_file() else []
 
 
 def _eval_loss_at_start(records: list[dict]) -> float | None:
@@ -127,8 +123,8 @@ def train(recipe: Recipe, recipe_yaml: str, overwrite: bool = False, log=print, 
     compute_dtype = resolve_compute_dtype(recipe.quantization.compute_dtype)
     if main and checkpoint is None:
         rundir.prepare(run_dir, overwrite)
-        (run_dir / "recipe.yaml").write_text(recipe_yaml, encoding="utf-8")
-        rundir.write_json(run_dir / "versions.json", rundir.versions({"compute_dtype": compute_dtype}))
+        (run_dir / RECIPE_FILE).write_text(recipe_yaml, encoding="utf-8")
+        rundir.write_json(run_dir / VERSIONS_FILE, rundir.versions({"compute_dtype": compute_dtype}))
     elif main:
         checkpoints.clear_staging(run_dir)  # a checkpoint that was being written when the run stopped
         checkpoints.drop_metrics_after(run_dir, checkpoints.step_of(checkpoint))
@@ -164,7 +160,9 @@ def train(recipe: Recipe, recipe_yaml: str, overwrite: bool = False, log=print, 
         stop_if_interrupted()
         with stop.installed():
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-        before = _eval_loss_at_start(trainer.state.log_history if checkpoint is None else _metrics(run_dir))
+        metrics = run_dir / METRICS_FILE  # resumed: the first run logged the evaluation before training there
+        logged = trainer.state.log_history if checkpoint is None else read_metrics(metrics) if metrics.is_file() else []
+        before = _eval_loss_at_start(logged)
         if guard.bad_step is not None:
             raise guard.diagnosis(run_dir)
         if stop.signal is not None:
@@ -184,10 +182,10 @@ def train(recipe: Recipe, recipe_yaml: str, overwrite: bool = False, log=print, 
     if not main:
         return Result(summary, model, tokenizer)
     save_adapter(model, recipe, run_dir)
-    tokenizer.save_pretrained(run_dir / "tokenizer")
+    tokenizer.save_pretrained(run_dir / TOKENIZER_DIR)
     if recipe.logging.sample_max_new_tokens and data.val_examples:
         sample(summary, model, tokenizer, data.val_examples, recipe.logging.sample_max_new_tokens, log)
-    rundir.write_json(run_dir / rundir.FINISHED_MARKER, {"status": "finished", **asdict(summary)})
+    rundir.write_json(run_dir / FINISHED_MARKER, {"status": "finished", **asdict(summary)})
     report = write_report(run_dir)
     log(f"report: {report.card} (plot: {report.plot or 'none, no metrics.jsonl'})")
     return Result(summary, model, tokenizer)

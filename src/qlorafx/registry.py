@@ -1,15 +1,23 @@
-"""The one Registry class: recipes name components by key, never by import path.
+"""The one Registry class, and the one way a recipe value names a registry entry.
 
-Each registry lives next to what it registers (formats in ``data/formats``, optimizers in
-``train/optimizers.py``, ...). Registering must stay cheap: modules that register
-components import torch and friends inside the registered functions, not at the top,
-so that validating a recipe never imports torch.
+Recipes name components by key, never by import path. Each registry lives next to what it
+registers (formats in ``data/formats``, optimizers in ``train/optimizers.py``, ...). Registering
+must stay cheap: modules that register components import torch and friends inside the registered
+functions, not at the top, so that validating a recipe never imports torch.
+
+``registry_key(OPTIMIZERS)`` is the type of every recipe value that names an entry: a ``str``
+whose validator refuses names the registry does not hold (with a did-you-mean) and whose JSON
+Schema carries ``enum``, so editors complete and check the names as the user types, and the
+generated reference lists them. The keys are read when the schema is generated, after every
+module has registered its entries.
 """
 
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Annotated, Any, Callable, Generic, Iterator, TypeVar
+
+from pydantic import AfterValidator
 
 T = TypeVar("T")
 
@@ -55,3 +63,23 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
+
+
+class _ListsKeys:
+    def __init__(self, registry: Registry):
+        self.registry = registry
+
+    def __get_pydantic_json_schema__(self, core_schema, handler) -> dict[str, Any]:
+        schema = handler(core_schema)
+        schema["enum"] = self.registry.keys()
+        return schema
+
+
+def registry_key(registry: Registry) -> Any:
+    """The type of a recipe value naming an entry of ``registry``: checked, and listed as the JSON Schema's enum."""
+    def check(key: str) -> str:
+        if key not in registry:
+            raise ValueError(str(UnknownKeyError(registry.kind, key, registry.keys())))
+        return key
+
+    return Annotated[str, AfterValidator(check), _ListsKeys(registry)]

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from qlorafx.evaluate.choice import ChoiceFileError, accuracy, letter_ids, read_questions
-from qlorafx.infer.trained_run import RunError, finished_run, load_quantized
+from qlorafx.infer.trained_run import load_quantized
+from qlorafx.report.run import RunError, trained_run
 from qlorafx.recipe.load import load_recipe
 from qlorafx.finetune import train
 from tests.cli.test_cli import qlorafx
@@ -47,7 +48,7 @@ def test_bad_questions_name_the_line(tmp_path, line, message):
 def test_accuracy_is_the_argmax_over_the_answer_letters(run_dir, tmp_path):
     from transformers import AutoTokenizer
 
-    model, tokenizer = load_quantized(finished_run(run_dir)), AutoTokenizer.from_pretrained(run_dir / "tokenizer")
+    model, tokenizer = load_quantized(trained_run(run_dir)), AutoTokenizer.from_pretrained(run_dir / "tokenizer")
     path = tmp_path / "mc.jsonl"
     path.write_text("".join(json.dumps({"question": f"What sound does a {a} make?", "choices": ["moo", "woof", "meow"],
                                         "answer": i % 3}) + "\n" for i, a in enumerate(["cow", "dog", "cat", "duck"])))
@@ -86,8 +87,8 @@ def test_eval_on_given_data(run_dir, tmp_path):
 
 
 def test_eval_refuses_what_it_cannot_read_before_loading_weights(tmp_path, run_dir):
-    with pytest.raises(RunError, match="holds no finished qlorafx run"):
-        finished_run(tmp_path)
+    with pytest.raises(RunError, match=r"holds no qlorafx run \(no recipe.yaml, no run.json\)"):
+        trained_run(tmp_path)
     done = qlorafx("eval", run_dir, "--data", tmp_path / "nope.jsonl")
     assert done.returncode == 2 and "--data" in done.stderr and "not found" in done.stderr
     done = qlorafx("eval", run_dir, "--mc", tmp_path / "nope.jsonl")

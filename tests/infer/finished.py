@@ -68,8 +68,9 @@ def generators(tmp_path_factory) -> dict:
     """What `qlorafx generate` answers with, per run ("alpaca", "chat"): each run's model loaded alone."""
     if "generators" not in _LOADED:
         from qlorafx.infer import generate as g
+        from qlorafx.report.run import trained_run
 
         runs = {"alpaca": finished_run(tmp_path_factory), "chat": finished_chat_run(tmp_path_factory)}
-        _LOADED["generators"] = {name: g.Generator(g.open_run(path), g.Sampling(max_new_tokens=12))
+        _LOADED["generators"] = {name: g.Generator(trained_run(path), g.Sampling(max_new_tokens=12))
                                  for name, path in runs.items()}
     return _LOADED["generators"]

@@ -12,7 +12,8 @@ import pytest
 
 from qlorafx.infer import generate as g
 from qlorafx.infer.engine import EngineError, UnknownModel, check_runs, check_same_base
-from qlorafx.infer.trained_run import TrainedRun
+from qlorafx.report.run import FinishedRun
+from qlorafx.report.run import trained_run
 from tests.infer.finished import finished_chat_run, finished_run, served_engine
 from tests.infer.finished import generators as loaded_generators
 
@@ -145,18 +146,18 @@ def test_adapters_load_and_unload_while_serving(engine, runs):
 
 
 def test_runs_on_different_bases_or_quantizations_are_refused(runs, tmp_path):
-    run = g.open_run(runs["alpaca"])
+    run = trained_run(runs["alpaca"])
     other_base = tmp_path / "base_model"
     shutil.copytree(run.base, other_base)
     weights = next(other_base.glob("*.safetensors"))
     data = bytearray(weights.read_bytes())
     data[-1] ^= 1  # one bit of one weight
     weights.write_bytes(bytes(data))
-    same = TrainedRun(tmp_path, run.recipe, str(other_base), run.status)
+    same = FinishedRun(tmp_path, run.recipe, str(other_base), run.status)
     with pytest.raises(EngineError, match="trained on the base .* one server loads one base"):
         check_same_base([run, same])
     fp4 = run.recipe.model_copy(update={"quantization": run.recipe.quantization.model_copy(update={"quant_type": "fp4"})})
     with pytest.raises(EngineError, match="the runs must quantize it alike"):
-        check_same_base([run, TrainedRun(tmp_path, fp4, run.base, run.status)])
+        check_same_base([run, FinishedRun(tmp_path, fp4, run.base, run.status)])
     with pytest.raises(EngineError, match="two runs are named 'run'"):
         check_runs([runs["alpaca"], runs["alpaca"]])

@@ -11,6 +11,7 @@ import pytest
 
 from qlorafx.infer import generate as g
 from qlorafx.infer.prompt import GenerateError, Prompter, conversation
+from qlorafx.report.run import trained_run
 from tests.infer.finished import finished_run
 from tests.infer.test_prompt import ALPACA, _training_examples, without
 
@@ -25,7 +26,7 @@ def generator(run_dir):
     from qlorafx.train.quiet import quiet_libraries
 
     quiet_libraries()
-    return g.Generator(g.open_run(run_dir), g.Sampling(max_new_tokens=8))
+    return g.Generator(trained_run(run_dir), g.Sampling(max_new_tokens=8))
 
 
 # ---------------------------------------------------------------------------------------------

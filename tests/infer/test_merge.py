@@ -91,10 +91,10 @@ def refused(args, message, capsys):
 def test_a_run_that_did_not_finish_is_refused(run_dir, tmp_path, capsys):
     run = copy_run(run_dir, tmp_path)
     (run / "run.json").unlink()
-    refused([run, "--out", tmp_path / "m"], f"{run} holds no finished qlorafx run (no run.json)", capsys)
+    refused([run, "--out", tmp_path / "m"], f"{run} holds an unfinished run (no run.json)", capsys)
     (run / "run.json").write_text(json.dumps({"status": "running"}))
     refused([run, "--out", tmp_path / "m"], "holds an unfinished run (run.json says 'running')", capsys)
-    refused([tmp_path / "nothing", "--out", tmp_path / "m"], "is not a folder", capsys)
+    refused([tmp_path / "nothing", "--out", tmp_path / "m"], "nothing: no such directory", capsys)
     assert not (tmp_path / "m").exists()
 
 

@@ -3,8 +3,8 @@ generate and chat all render it with no edit anywhere else in qlorafx.
 
 The recipe schema collects the formats when it is imported, so the registration comes first: in the
 package that is the format's line in data/formats/__init__.py, here the subprocess registers ``QA``
-(tests/infer/qa_format.py) before it imports the CLI. In this process it is registered for one test at a time (and taken out
-again), so that no other test sees it."""
+(tests/infer/qa_format.py) before it imports the CLI. In this process it is registered for one test
+at a time (and taken out again), so that no other test sees it."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
 import pytest
 import yaml
 
@@ -20,7 +21,7 @@ from qlorafx.data.build import load_dataset
 from qlorafx.data.formats import FORMATS
 from qlorafx.infer.chat import ChatSession
 from qlorafx.infer.prompt import Prompter, conversation
-from qlorafx.infer.trained_run import TrainedRun
+from qlorafx.report.run import FinishedRun, trained_run
 from tests.conftest import REPO
 from tests.infer.finished import finished_run
 from tests.infer.qa_format import QA, QADataset
@@ -39,15 +40,13 @@ def trained(tmp_path_factory) -> Path:
     return finished_run(tmp_path_factory)
 
 
-def qa_run(run_dir: Path, data: Path) -> TrainedRun:
+def qa_run(run_dir: Path, data: Path) -> FinishedRun:
     """The finished run, its first dataset swapped for a qa one (the recipe model is built without 'qa')."""
-    from qlorafx.infer.trained_run import finished_run as read
-
-    run = read(run_dir)
+    run = trained_run(run_dir)
     data.write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
     recipe = run.recipe.model_copy(update={"data": run.recipe.data.model_copy(update={
         "datasets": [QADataset(path=str(data))]})})
-    return TrainedRun(run.path, recipe, run.base, run.status)
+    return FinishedRun(run.path, recipe, run.base, run.status)
 
 
 def test_the_inference_prompt_is_the_training_prompt(qa, trained, tmp_path, byte_tokenizer):

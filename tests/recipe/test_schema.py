@@ -11,10 +11,12 @@ import pytest
 from qlorafx.data.formats.alpaca import AlpacaDataset
 from qlorafx.recipe import schema
 
+from qlorafx.data.chat_templates import CHAT_TEMPLATES
 from qlorafx.data.formats import FORMATS
 from qlorafx.model.loaders import MODEL_LOADERS
 from qlorafx.recipe.load import load_recipe
 from qlorafx.recipe.schema import Recipe, Section
+from qlorafx.train.backends import BACKENDS
 from qlorafx.train.optimizers import OPTIMIZERS
 from qlorafx.train.schedulers import SCHEDULERS
 from qlorafx.train.trainers import TRAINERS
@@ -159,10 +161,29 @@ def _unknown(kind: str, key: str, registry, meant: str | None) -> str:
         ("scheduler.name", "polynomial", "scheduler", SCHEDULERS, None),
         ("model.loader", "pretrain", "model loader", MODEL_LOADERS, "pretrained"),
         ("training.trainer", "causal", "trainer", TRAINERS, "causal_lm"),
+        ("logging.backends.0", "jsonll", "metrics backend", BACKENDS, "jsonl"),
+        ("data.datasets.0.chat_template", "chatmll", "chat template", CHAT_TEMPLATES, "chatml"),
     ],
 )
 def test_registry_names_are_checked_with_the_available_keys(minimal, problems, key, value, kind, registry, meant):
-    assert problems(minimal, [f"{key}={value}"]) == {key: (_unknown(kind, value, registry, meant), CL)}
+    more = ["data.datasets.0.format=chat"] if "chat_template" in key else []
+    override = f"{key.removesuffix('.0')}=[{value}]" if key.endswith("backends.0") else f"{key}={value}"
+    assert problems(minimal, [*more, override]) == {key: (_unknown(kind, value, registry, meant), CL)}
+
+
+def test_every_registry_key_lists_its_registry_in_the_json_schema():
+    """One type for every registry key: editors complete each from the same enum (formats by the discriminator)."""
+    found = Recipe.model_json_schema()
+    defs = found["$defs"]
+    assert defs["ModelSection"]["properties"]["loader"]["enum"] == MODEL_LOADERS.keys()
+    assert defs["OptimizerSection"]["properties"]["name"]["enum"] == OPTIMIZERS.keys()
+    assert defs["SchedulerSection"]["properties"]["name"]["enum"] == SCHEDULERS.keys()
+    assert defs["TrainingSection"]["properties"]["trainer"]["enum"] == TRAINERS.keys()
+    assert defs["LoggingSection"]["properties"]["backends"]["items"]["enum"] == BACKENDS.keys()
+    assert defs["ChatDataset"]["properties"]["chat_template"]["anyOf"][0]["enum"] == CHAT_TEMPLATES.keys()
+    entries = defs["DataSection"]["properties"]["datasets"]["items"]["oneOf"]
+    formats = [defs[entry["$ref"].split("/")[-1]]["properties"]["format"]["const"] for entry in entries]
+    assert sorted(formats) == FORMATS.keys()
 
 
 @pytest.mark.parametrize("bits", [8, 16])

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from qlorafx.errors import UserError
-from qlorafx.report import ReportError, read_run
+from qlorafx.report import RunError, read_run
 from tests.report.finished_run import finished_run, metrics
 
 
@@ -24,24 +24,24 @@ def test_a_run_without_metrics_reads_back_without_them(tmp_path):
 
 
 def test_report_errors_are_user_errors():
-    assert issubclass(ReportError, UserError)  # the CLI prints them and exits 2
+    assert issubclass(RunError, UserError)  # the CLI prints them and exits 2
 
 
 def test_no_such_directory(tmp_path):
-    with pytest.raises(ReportError, match=f"^{tmp_path / 'nope'}: no such directory; give the output_dir"):
+    with pytest.raises(RunError, match=f"^{tmp_path / 'nope'}: no such directory; give the output_dir"):
         read_run(tmp_path / "nope")
 
 
 def test_a_directory_without_a_run(tmp_path):
     (tmp_path / "notes.txt").write_text("hi")
-    with pytest.raises(ReportError, match=r"holds no qlorafx run \(no recipe.yaml, no run.json\)"):
+    with pytest.raises(RunError, match=r"holds no qlorafx run \(no recipe.yaml, no run.json\)"):
         read_run(tmp_path)
 
 
 def test_an_unfinished_run(tmp_path):
     run = finished_run(tmp_path, records=metrics())
     (run / "run.json").unlink()  # training stopped before the end
-    with pytest.raises(ReportError, match=f"holds an unfinished run .*rerun it with qlorafx train {run / 'recipe.yaml'}"):
+    with pytest.raises(RunError, match=f"holds an unfinished run .*rerun it with qlorafx train {run / 'recipe.yaml'}"):
         read_run(run)
 
 
@@ -49,15 +49,15 @@ def test_malformed_metrics_name_the_line(tmp_path):
     run = finished_run(tmp_path, records=metrics())
     with (run / "metrics.jsonl").open("a") as f:
         f.write('{"step": 44, "loss": oops}\n')
-    with pytest.raises(ReportError, match=rf"^{run / 'metrics.jsonl'}:13: malformed JSON"):
+    with pytest.raises(RunError, match=rf"^{run / 'metrics.jsonl'}:13: malformed JSON"):
         read_run(run)
 
 
 def test_a_damaged_run_json(tmp_path):
     run = finished_run(tmp_path)
     (run / "run.json").write_text("{")
-    with pytest.raises(ReportError, match="run.json: not valid JSON"):
+    with pytest.raises(RunError, match="run.json: not valid JSON"):
         read_run(run)
     (run / "run.json").write_text(json.dumps(["finished"]))
-    with pytest.raises(ReportError, match="expected a JSON object, found list"):
+    with pytest.raises(RunError, match="expected a JSON object, found list"):
         read_run(run)

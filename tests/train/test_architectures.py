@@ -69,9 +69,10 @@ def test_family_trains_in_4bit_with_all_linear_lora(family, tmp_path):
     assert not any(p.requires_grad for n, p in model.named_parameters() if "lora_" not in n)
 
     # left-padded batched generation gives each prompt what it gets alone, in this family too
-    from qlorafx.infer.generate import Generator, Sampling, generate_ids, open_run
+    from qlorafx.infer.generate import Generator, Sampling, generate_ids
+    from qlorafx.report.run import trained_run
 
-    generator = Generator(open_run(loaded.recipe.output_dir), Sampling(max_new_tokens=6), result.tokenizer,
+    generator = Generator(trained_run(loaded.recipe.output_dir), Sampling(max_new_tokens=6), result.tokenizer,
                           model.eval())
     ids = [generator.encode(p).ids for p in ("Hi", "What sound does a cow make?", "Name a color.")]
     stop, pad = generator.prompter.stop_ids, result.tokenizer.pad_token_id

@@ -54,7 +54,8 @@ def test_eval_reproduces_the_runs_final_validation_loss(trained, capsys):
 
 def test_multiple_choice_scores_the_decoders_first_position(trained, tmp_path, capsys):
     from qlorafx.evaluate.choice import letter_ids, read_questions
-    from qlorafx.infer.generate import load_tokenizer, open_run
+    from qlorafx.infer.generate import load_tokenizer
+    from qlorafx.report.run import trained_run
 
     run, result = trained
     mc = tmp_path / "mc.jsonl"
@@ -66,7 +67,7 @@ def test_multiple_choice_scores_the_decoders_first_position(trained, tmp_path, c
     printed = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines() if ": " in line)
     # scored independently with the model still in memory: encoder reads the prompt, the decoder's
     # first logits (after its start token) pick among the letters
-    tokenizer, model = load_tokenizer(open_run(run)), result.model.eval()
+    tokenizer, model = load_tokenizer(trained_run(run)), result.model.eval()
     right = 0
     for prompt, count, answer in read_questions(mc):
         with torch.no_grad():
@@ -78,11 +79,12 @@ def test_multiple_choice_scores_the_decoders_first_position(trained, tmp_path, c
 
 def test_generate_prompts_the_encoder_as_training_did_and_answers_as_the_trained_model(trained, tmp_path, capsys):
     from qlorafx.data.build import prepare
-    from qlorafx.infer.generate import Generator, Sampling, generate_text, open_run
+    from qlorafx.infer.generate import Generator, Sampling, generate_text
+    from qlorafx.report.run import trained_run
 
     run, result = trained
     record = json.loads(QUICKSTART_DATA.read_text().splitlines()[0])
-    generator = Generator(open_run(run), Sampling(max_new_tokens=12))
+    generator = Generator(trained_run(run), Sampling(max_new_tokens=12))
     encoded = generator.encode({"instruction": record["instruction"], "input": record["input"]})
     recipe = load_recipe(run / "recipe.yaml").recipe
     examples = prepare(recipe, generator.tokenizer, lambda line: None, encoder_decoder=True)

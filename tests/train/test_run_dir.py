@@ -9,7 +9,8 @@ import shutil
 import pytest
 
 from qlorafx.train import run_dir as rundir
-from qlorafx.train.run_dir import RUN_ENTRIES, RUN_MARKER, RunDirError
+from qlorafx.run_files import RUN_ENTRIES, RUN_MARKER
+from qlorafx.train.run_dir import RunDirError
 from tests.cli.test_cli import qlorafx
 from tests.train.tiny import QUICKSTART_DATA, tiny_recipe
 

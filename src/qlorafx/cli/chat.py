@@ -30,11 +30,12 @@ def add_parser(commands) -> None:
 
 def run(args) -> int:
     from qlorafx.infer.chat import ChatSession, check_chattable
-    from qlorafx.infer.generate import Generator, open_run
+    from qlorafx.infer.generate import Generator
+    from qlorafx.report.run import trained_run
 
     options = sampling(args)
     note_unused_sampling(args)
-    found = open_run(args.run_dir)
+    found = trained_run(args.run_dir)
     check_chattable(found)  # before torch is imported
 
     from qlorafx.train.quiet import quiet_libraries

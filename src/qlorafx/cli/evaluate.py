@@ -44,9 +44,10 @@ def _dataset(args, recipe):
 
 def run(args) -> int:
     from qlorafx.evaluate.choice import read_questions
-    from qlorafx.infer.trained_run import finished_run
+    from qlorafx.report.run import trained_run
+    from qlorafx.run_files import FINISHED_MARKER, METRICS_FILE, TOKENIZER_DIR
 
-    trained = finished_run(Path(args.run_dir))
+    trained = trained_run(Path(args.run_dir))
     recipe = trained.recipe
     dataset = _dataset(args, recipe) if args.data else None
     questions = read_questions(Path(args.mc)) if args.mc else None
@@ -67,7 +68,7 @@ def run(args) -> int:
     model = load_quantized(trained)
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(trained.path / "tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(trained.path / TOKENIZER_DIR)
     results: dict = {"step": trained.status.get("steps"), "source": "qlorafx eval"}
     if not args.no_loss:
         if dataset is not None:
@@ -80,9 +81,9 @@ def run(args) -> int:
     if questions:
         results |= accuracy(model, tokenizer, questions) | {"mc_file": str(Path(args.mc).resolve())}
 
-    with (trained.path / "metrics.jsonl").open("a", encoding="utf-8") as f:
+    with (trained.path / METRICS_FILE).open("a", encoding="utf-8") as f:
         f.write(json.dumps(results) + "\n")
-    status_path = trained.path / "run.json"
+    status_path = trained.path / FINISHED_MARKER
     status = json.loads(status_path.read_text(encoding="utf-8"))
     status.setdefault("evaluations", []).append(results)
     status_path.write_text(json.dumps(status, indent=2) + "\n", encoding="utf-8")

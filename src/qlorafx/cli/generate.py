@@ -55,6 +55,7 @@ def add_parser(commands) -> None:
 def run(args) -> int:
     from qlorafx.infer import generate
     from qlorafx.infer.prompt import GenerateError, conversation, read_prompts
+    from qlorafx.report.run import trained_run
 
     options = sampling(args)  # every refusal comes before torch is imported
     if args.batch_size < 1:
@@ -62,7 +63,7 @@ def run(args) -> int:
     if args.out is not None and args.out.is_dir():
         raise GenerateError(f"--out {args.out} is a folder; give a file name, e.g. {args.out / 'out.jsonl'}")
     note_unused_sampling(args)
-    found = generate.open_run(args.run_dir)
+    found = trained_run(args.run_dir)
     prompts = args.prompt if args.prompt is not None else read_prompts(args.file)
     for index, prompt in enumerate(prompts):
         try:

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from qlorafx.bundled import bundled_dir
+from qlorafx.model.loaders import PRETRAINED
 
 FOLDER = "architectures"
 
@@ -36,7 +37,7 @@ def model_config(recipe):
 
     m = recipe.model
     loader = MODEL_LOADERS.get(m.loader)
-    if m.loader != "pretrained":
+    if m.loader != PRETRAINED:
         return loader.config(recipe, loader.tokenizer(recipe)), f"model.config ({m.loader})"
     if not Path(m.path).exists() and m.revision is None and (shipped := shipped_path(m.path)) is not None:
         fields = json.loads(shipped.read_text(encoding="utf-8"))

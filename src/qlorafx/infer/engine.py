@@ -22,8 +22,12 @@ from typing import Any
 
 from qlorafx.errors import UserError
 from qlorafx.infer.batching import BASE, Scheduler, Stream
-from qlorafx.infer.generate import Encoded, GenerateError, Sampling, load_tokenizer, open_run
+from qlorafx.infer.generate import Encoded, GenerateError, Sampling, load_tokenizer
 from qlorafx.infer.renderers import AdapterRenderer, BaseRenderer
+from qlorafx.model.adapter_files import CONFIG as ADAPTER_CONFIG
+from qlorafx.model.loaders import FROM_CONFIG
+from qlorafx.report.run import trained_run
+from qlorafx.run_files import ADAPTER_DIR
 
 
 class EngineError(UserError):
@@ -41,7 +45,7 @@ class Served:
     name: str
     kind: str  # "base" | "adapter"
     renderer: Any
-    run: Any = None  # TrainedRun of an adapter
+    run: Any = None  # FinishedRun of an adapter
     peft_name: str = BASE  # the adapter's name inside the peft model
     dora: bool = False
 
@@ -63,7 +67,7 @@ def base_identity(run) -> tuple:
     """What makes two runs' bases the same: the hub id and revision, the same local folder, or for
     a base built from a config (each run keeps its own copy) the same weights, byte for byte."""
     model = run.recipe.model
-    if model.loader == "from_config":
+    if model.loader == FROM_CONFIG:
         digest = hashlib.sha256()
         for path in sorted(Path(run.base).glob("*.safetensors")):
             with open(path, "rb") as f:
@@ -94,7 +98,7 @@ def check_same_base(runs: list) -> None:
 
 def base_name(run) -> str:
     model = run.recipe.model
-    if model.loader == "from_config":
+    if model.loader == FROM_CONFIG:
         return "base_model"
     return Path(model.path).name if Path(model.path).is_dir() else model.path
 
@@ -102,7 +106,7 @@ def base_name(run) -> str:
 def _adapter_config(run) -> dict:
     import json
 
-    return json.loads((run.path / "adapter" / "adapter_config.json").read_text(encoding="utf-8"))
+    return json.loads((run.path / ADAPTER_DIR / ADAPTER_CONFIG).read_text(encoding="utf-8"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,7 +159,7 @@ class Engine:
         if peft_name is None:
             self._counter += 1
             peft_name = f"adapter{self._counter}"  # peft's name: a served name may hold '.', which torch forbids
-            self.model.load_adapter(str(run.path / "adapter"), adapter_name=peft_name, is_trainable=False)
+            self.model.load_adapter(str(run.path / ADAPTER_DIR), adapter_name=peft_name, is_trainable=False)
         self.model.eval()
         dora = bool(_adapter_config(run).get("use_dora"))
         served = Served(name, "adapter", AdapterRenderer(run, load_tokenizer(run)), run, peft_name, dora)
@@ -165,7 +169,7 @@ class Engine:
     def load_adapter(self, run_dir, name: str | None = None) -> Served:
         """Another finished run's adapter, on the same base, while serving."""
         with self._admin:
-            run = open_run(run_dir)
+            run = trained_run(run_dir)
             name = name or Path(run_dir).name
             if name in self._served or name == self.base.name:
                 raise EngineError(f"a model named {name!r} is already served; unload it first or choose another name")
@@ -220,7 +224,7 @@ def check_runs(run_dirs: list, names: list[str | None] | None = None) -> dict[st
     names = list(names or [None] * len(run_dirs))
     runs: dict[str, Any] = {}
     for run_dir, name in zip(run_dirs, names):
-        run = open_run(run_dir)
+        run = trained_run(run_dir)
         name = name or Path(run_dir).resolve().name
         if name in runs:
             raise EngineError(f"two runs are named {name!r} ({runs[name].path} and {run.path}); name them apart "

@@ -1,6 +1,6 @@
 """Prompts -> continuations with a finished run's model, rendered exactly as the run trained.
 
-    open_run (files only: a finished run, its adapter, its recipe)
+    report.run.trained_run (files only: a finished run, its adapter, its recipe)
     -> infer/prompt.py: the prompt as the run's format renders it, tokenized by the training code
     -> load_model (the quantized base + adapter) -> generate_ids (left-padded batches)
     -> Prompter.decode (up to EOS or the chat template's end of turn) -> text
@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from qlorafx.infer.prompt import Encoded, GenerateError, Prompter, conversation, from_messages
-from qlorafx.infer.trained_run import TrainedRun, finished_run, load_quantized
+from qlorafx.infer.trained_run import load_quantized
 from qlorafx.model.architecture import is_encoder_decoder
+from qlorafx.report.run import FinishedRun
+from qlorafx.run_files import TOKENIZER_DIR
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,32 +69,20 @@ class Sampling:
 
 
 # ---------------------------------------------------------------------------------------------
-# The run directory, read without torch.
-
-
-Run = TrainedRun
-
-
-def open_run(run_dir: str | Path) -> Run:
-    """A finished run: every registered format renders its own prompts, so any run can be prompted."""
-    return finished_run(run_dir)
-
-
-# ---------------------------------------------------------------------------------------------
 # The model: quantized base + adapter, as trained.
 
 
-def load_tokenizer(run: Run):
+def load_tokenizer(run: FinishedRun):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(run.path / "tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(run.path / TOKENIZER_DIR)
     if tokenizer.pad_token is None:  # as in training: padding is masked out, so EOS is a safe pad
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     return tokenizer
 
 
-def load_model(run: Run):
+def load_model(run: FinishedRun):
     """The run's base, quantized as the recipe says, with the adapter on top, in eval mode."""
     return load_quantized(run)
 
@@ -119,7 +109,7 @@ class Generator:
     """A run ready to answer: tokenizer and prompter at once, the model on the first answer (so
     every prompt is rendered, and refused if it must be, before any weight loads)."""
 
-    def __init__(self, run: Run, sampling: Sampling, tokenizer=None, model=None):
+    def __init__(self, run: FinishedRun, sampling: Sampling, tokenizer=None, model=None):
         self.run, self.sampling = run, sampling.check()
         self.tokenizer = tokenizer or load_tokenizer(run)
         self.prompter = Prompter(run, self.tokenizer)

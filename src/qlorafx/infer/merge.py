@@ -55,9 +55,9 @@ class Report:
 
 def plan(run_dir: Path, out: Path, dtype: str | None = None) -> Plan:
     """Every check that needs no weights: a finished run with an adapter, its base, a free output."""
-    from qlorafx.infer.trained_run import finished_run
+    from qlorafx.report.run import trained_run
 
-    run = finished_run(run_dir)
+    run = trained_run(run_dir)
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise MergeError(f"--out {out} already exists and is not empty; merge never overwrites: give a new folder")
@@ -101,20 +101,22 @@ def run(p: Plan, log=print) -> Report:
     from peft import PeftModel
     from transformers import AutoConfig, AutoTokenizer
 
-    from qlorafx.infer.trained_run import TrainedRun, check_adapter_fits, hub_arguments
+    from qlorafx.infer.trained_run import check_adapter_fits, hub_arguments
+    from qlorafx.report.run import FinishedRun
+    from qlorafx.run_files import ADAPTER_DIR, TOKENIZER_DIR
 
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # loading and saving bars for each of three loads are noise here
     dtype = getattr(torch, p.dtype)
     hub = hub_arguments(p.recipe)
-    check_adapter_fits(TrainedRun(p.run_dir, p.recipe, p.base, {}))
+    check_adapter_fits(FinishedRun(p.run_dir, p.recipe, p.base, {}))
 
-    tokenizer = AutoTokenizer.from_pretrained(p.run_dir / "tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(p.run_dir / TOKENIZER_DIR)
     tokenizer.chat_template = chat_template(p.recipe, tokenizer)
     auto = auto_class(AutoConfig.from_pretrained(p.base, **hub))
     base = auto.from_pretrained(p.base, dtype=dtype, **hub)
-    model = PeftModel.from_pretrained(base, p.run_dir / "adapter").eval()
+    model = PeftModel.from_pretrained(base, p.run_dir / ADAPTER_DIR).eval()
     prompts = [p.sample_prompt, *PROMPTS] if p.sample_prompt else list(PROMPTS)
     batch = tokenizer(prompts, return_tensors="pt", padding=True)
     with torch.no_grad():

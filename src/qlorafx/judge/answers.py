@@ -19,6 +19,7 @@ from qlorafx.judge.client import Endpoint
 from qlorafx.judge.questions import Question
 from qlorafx.judge.spec import Comparison, ContestantSpec
 from qlorafx.judge.tasks import run_together
+from qlorafx.run_files import FINISHED_MARKER
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def _run_fingerprint(contestant: ContestantSpec) -> str | None:
     """The training's own record: another training of the run changes it; an evaluation or a judgment does not."""
     if contestant.run is None:
         return None
-    status = json.loads((Path(contestant.run) / "run.json").read_text(encoding="utf-8"))
+    status = json.loads((Path(contestant.run) / FINISHED_MARKER).read_text(encoding="utf-8"))
     trained = {k: v for k, v in status.items() if k not in AFTER_TRAINING}
     return hashlib.sha256(json.dumps(trained, sort_keys=True).encode("utf-8")).hexdigest()
 

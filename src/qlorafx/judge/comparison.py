@@ -25,6 +25,7 @@ from qlorafx.judge.ratings import rate
 from qlorafx.judge.report import markdown, results as results_of, warnings
 from qlorafx.judge.run_card import check_runs, record_in_runs
 from qlorafx.judge.spec import Comparison, load_comparison
+from qlorafx.run_files import FINISHED_MARKER, RECIPE_FILE
 
 RESULTS, REPORT, PLOT, JUDGMENTS, ANSWERS, RESOLVED, CACHE = (
     "results.json", "report.md", "ratings.png", "judgments.jsonl", "answers", "comparison.yaml", "cache.sqlite")
@@ -51,7 +52,7 @@ def prepare(path: str | Path, overrides: list[str], dry_run: bool = False) -> Pr
     output_dir = Path(comparison.output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise UserError(f"output_dir {output_dir} is a file; give the comparison a folder")
-    if (output_dir / "recipe.yaml").exists() or (output_dir / "run.json").exists():
+    if (output_dir / RECIPE_FILE).exists() or (output_dir / FINISHED_MARKER).exists():
         raise UserError(f"output_dir {output_dir} holds a qlorafx training run; give the comparison a folder of its own")
     return Prepared(comparison, questions, keys, Cache(Path(comparison.cache or output_dir / CACHE), create=not dry_run))
 

@@ -14,13 +14,14 @@ from typing import Any
 from qlorafx.judge.files import write_json
 from qlorafx.judge.spec import Comparison, problem, problems_error
 from qlorafx.recipe.sources import SourceMap
+from qlorafx.run_files import FINISHED_MARKER
 
 RUN_KEY = "judged"
 
 
 def check_runs(comparison: Comparison, sources: SourceMap) -> None:
     """Every contestant's run is a finished qlorafx run (before any request is made)."""
-    from qlorafx.report import ReportError, read_run
+    from qlorafx.report.run import RunError, read_run
 
     problems = []
     for i, contestant in enumerate(comparison.contestants):
@@ -28,7 +29,7 @@ def check_runs(comparison: Comparison, sources: SourceMap) -> None:
             continue
         try:
             read_run(contestant.run)
-        except ReportError as err:
+        except RunError as err:
             problems.append(problem(sources, f"contestants.{i}.run", str(err)))
     if problems:
         raise problems_error(sources, problems)
@@ -56,7 +57,7 @@ def record_in_runs(comparison: Comparison, results: dict[str, Any]) -> list[Path
     for contestant in comparison.contestants:
         if contestant.run is None:
             continue
-        run_json = Path(contestant.run) / "run.json"
+        run_json = Path(contestant.run) / FINISHED_MARKER
         status = json.loads(run_json.read_text(encoding="utf-8"))
         kept = [e for e in status.get(RUN_KEY) or [] if not (e.get("comparison") == str(output_dir)
                                                              and e.get("contestant") == contestant.name)]

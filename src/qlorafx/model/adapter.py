@@ -9,13 +9,13 @@ from pathlib import Path
 
 from qlorafx.errors import UserError
 from qlorafx.model import adapter_files
+from qlorafx.model.loaders import PRETRAINED
 from qlorafx.model.lora_support import mutates_base
+from qlorafx.run_files import ADAPTER_DIR, INITIAL_ADAPTER
 
 # Non-reentrant checkpointing: the variant torch recommends, and the one that works when the
 # frozen base's inputs do not require grad.
 CHECKPOINTING = {"use_reentrant": False}
-# While a base-mutating init (pissa, olora) trains: its starting adapter, for the conversion at save.
-INITIAL_ADAPTER = "adapter_init"
 
 
 class TargetError(UserError):
@@ -134,7 +134,7 @@ def _check_init_from(model, linear_names: list[str], recipe) -> None:
                               f"{len(want)}" + (f"; only the adapter has {extra[0]}" if extra else "")
                               + (f"; only the recipe has {missing[0]}" if missing else "")
                               + f". Set lora.target_modules to {config.get('target_modules')!r}")
-    if recipe.model.loader == "pretrained" and not adapter_files.same_base(config.get("base_model_name_or_path"), recipe.model.path):
+    if recipe.model.loader == PRETRAINED and not adapter_files.same_base(config.get("base_model_name_or_path"), recipe.model.path):
         raise LoraOptionError(f"lora.init_from {folder}: the adapter was trained on {config['base_model_name_or_path']}, "
                               f"but model.path is {recipe.model.path}; set model.path to the base it needs")
     shapes = {n: (m.in_features, m.out_features) for n, m in model.named_modules() if n in set(linear_names)}
@@ -265,7 +265,7 @@ def save_adapter(model, recipe, run_dir: Path) -> None:
     converted to plain LoRA of rank 2r (peft's conversion) and its starting copy removed."""
     initial = run_dir / INITIAL_ADAPTER
     if mutates_base(recipe.lora.init_lora_weights) and initial.is_dir():
-        model.save_pretrained(run_dir / "adapter", path_initial_model_for_weight_conversion=str(initial))
+        model.save_pretrained(run_dir / ADAPTER_DIR, path_initial_model_for_weight_conversion=str(initial))
         shutil.rmtree(initial)
     else:
-        model.save_pretrained(run_dir / "adapter")
+        model.save_pretrained(run_dir / ADAPTER_DIR)

@@ -15,8 +15,11 @@ from typing import Any
 from qlorafx import processes
 from qlorafx.model.architecture import auto_class, is_encoder_decoder
 from qlorafx.registry import Registry
+from qlorafx.run_files import BASE_MODEL_DIR
 
 MODEL_LOADERS: Registry[Any] = Registry("model loader")
+# The two loaders by name: code that depends on which one a recipe uses compares with these.
+PRETRAINED, FROM_CONFIG = "pretrained", "from_config"
 
 
 def _unloadable(key: str, name: str, what: str, err: Exception):
@@ -137,7 +140,7 @@ class FromConfig:
         from transformers.utils import logging as hf_logging
 
         torch.manual_seed(recipe.training.seed)
-        base_dir = run_dir / "base_model"
+        base_dir = run_dir / BASE_MODEL_DIR
         if not processes.is_main():  # under torchrun only rank 0 writes the run directory;
             base_dir = Path(tempfile.mkdtemp(prefix="qlorafx-base-"))  # the same seed gives the same weights
         hf_logging.disable_progress_bar()  # a few-MB model: shard and weight progress bars are noise
@@ -150,5 +153,5 @@ class FromConfig:
             hf_logging.enable_progress_bar()
 
 
-MODEL_LOADERS.register("pretrained")(Pretrained())
-MODEL_LOADERS.register("from_config")(FromConfig())
+MODEL_LOADERS.register(PRETRAINED)(Pretrained())
+MODEL_LOADERS.register(FROM_CONFIG)(FromConfig())

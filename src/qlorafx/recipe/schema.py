@@ -1,8 +1,8 @@
 """The recipe: one pydantic model per section, all frozen, all forbidding unknown keys.
 
 Cross-field rules live on the model they concern. Component names (formats, optimizers,
-schedulers, loaders, trainers) are checked against their registries here, so a
-typo is reported before any weight loads. Nothing in this module imports torch.
+schedulers, loaders, trainers, backends) are checked against their registries here, all by
+one type, ``registry_key``, so a typo is reported before any weight loads. Nothing in this module imports torch.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from qlorafx.data.formats import FORMATS
-from qlorafx.model.loaders import MODEL_LOADERS
+from qlorafx.model.loaders import FROM_CONFIG, MODEL_LOADERS, PRETRAINED
 from qlorafx.model.lora_support import check_init, incompatibilities
-from qlorafx.registry import Registry, UnknownKeyError
-from qlorafx.recipe.registry_key import registry_key
+from qlorafx.registry import registry_key
 from qlorafx.section import Section
 from qlorafx.train.backends import BACKENDS
 from qlorafx.train.optimizers import OPTIMIZERS
@@ -24,28 +23,20 @@ from qlorafx.train.schedulers import SCHEDULERS
 from qlorafx.train.trainers import TRAINERS
 
 
-def _registered(registry: Registry, key: str) -> str:
-    if key not in registry:
-        raise ValueError(str(UnknownKeyError(registry.kind, key, registry.keys())))
-    return key
-
-
 class ModelSection(Section):
     path: str | None = Field(None, description="Hub id or local folder of the base model (loader 'pretrained').")
-    loader: str = Field("pretrained", description="Model loader: 'pretrained' (from path) or 'from_config' (random weights, for tests and demos).")
+    loader: registry_key(MODEL_LOADERS) = Field(PRETRAINED, description="Model loader: 'pretrained' (from path) or 'from_config' (random weights, for tests and demos).")
     config: dict[str, Any] = Field(default_factory=dict, description="For loader 'from_config': model_type plus config fields of a transformers model.")
     tokenizer: str | None = Field(None, description="Tokenizer folder or hub id; default: the model's own, or the built-in byte tokenizer for 'from_config'.")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of the model.")
     trust_remote_code: bool = Field(False, description="Run model code shipped with a hub checkpoint. Off unless a recipe turns it on.")
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = Field("sdpa", description="Attention kernel.")
 
-    _check_loader = field_validator("loader")(lambda cls, v: _registered(MODEL_LOADERS, v))
-
     @model_validator(mode="after")
     def _loader_needs(self) -> "ModelSection":
-        if self.loader == "pretrained" and not self.path:
+        if self.loader == PRETRAINED and not self.path:
             raise ValueError("loader 'pretrained' needs model.path (a hub id or local folder)")
-        if self.loader == "from_config" and "model_type" not in self.config:
+        if self.loader == FROM_CONFIG and "model_type" not in self.config:
             raise ValueError("loader 'from_config' needs model.config.model_type (e.g. llama)")
         return self
 
@@ -165,19 +156,15 @@ class DataSection(Section):
 
 
 class OptimizerSection(Section):
-    name: str = Field("paged_adamw_32bit", description="Optimizer (registry key).")
+    name: registry_key(OPTIMIZERS) = Field("paged_adamw_32bit", description="Optimizer (registry key).")
     lr: float = Field(2e-4, gt=0, description="Peak learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay.")
 
-    _check_name = field_validator("name")(lambda cls, v: _registered(OPTIMIZERS, v))
-
 
 class SchedulerSection(Section):
-    name: str = Field("constant", description="Learning-rate schedule (registry key).")
+    name: registry_key(SCHEDULERS) = Field("constant", description="Learning-rate schedule (registry key).")
     warmup_steps: int | None = Field(None, ge=0, description="Warm-up length in optimizer steps.")
     warmup_ratio: float | None = Field(None, ge=0, lt=1, description="Warm-up length as a fraction of all steps.")
-
-    _check_name = field_validator("name")(lambda cls, v: _registered(SCHEDULERS, v))
 
     @model_validator(mode="after")
     def _one_warmup(self) -> "SchedulerSection":

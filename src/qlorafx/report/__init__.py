@@ -9,12 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from qlorafx.model.loaders import PRETRAINED
 from qlorafx.report.card import model_card
 from qlorafx.report.plot import plot_curves
-from qlorafx.report.run import ReportError, read_run
-
-PLOT_FILE = "curves.png"
-CARD_FILE = "README.md"
+from qlorafx.report.run import RunError, read_run
+from qlorafx.run_files import CARD_FILE, PLOT_FILE
 
 
 @dataclass(frozen=True)
@@ -28,7 +27,7 @@ def write_report(run_dir: str | Path) -> Report:
     plot = None
     if run.metrics is not None:
         r = run.recipe
-        base = Path(r.model.path).name if r.model.loader == "pretrained" else f"random {r.model.config.get('model_type')}"
+        base = Path(r.model.path).name if r.model.loader == PRETRAINED else f"random {r.model.config.get('model_type')}"
         method = f"{r.quantization.bits}-bit {r.quantization.quant_type}" if r.quantization.bits == 4 else f"{r.quantization.bits}-bit"
         title = f"{run.path.resolve().name}: {base}, {method}, LoRA r={r.lora.r}"
         plot = plot_curves([*run.train_logs, *run.evals], run.path / PLOT_FILE, title)
@@ -37,4 +36,4 @@ def write_report(run_dir: str | Path) -> Report:
     return Report(card, plot)
 
 
-__all__ = ["CARD_FILE", "PLOT_FILE", "Report", "ReportError", "read_run", "write_report"]
+__all__ = ["CARD_FILE", "PLOT_FILE", "Report", "RunError", "read_run", "write_report"]

@@ -7,12 +7,12 @@ be pushed to the Hub as it is.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
 from typing import Any
 
+from qlorafx.model.loaders import FROM_CONFIG, PRETRAINED
 from qlorafx.report.run import FinishedRun
 
 DATA_COUNTS = {  # keys of run.json's data summary (qlorafx.data.report.summary), in the card's order
@@ -37,7 +37,7 @@ def _num(value: float | None, digits: int = 4) -> str:
 
 def _base_model(run: FinishedRun) -> str:
     m = run.recipe.model
-    if m.loader == "from_config":
+    if m.loader == FROM_CONFIG:
         return f"`{m.config.get('model_type')}` built from a config with random weights, saved in `base_model/`"
     revision = f" (revision `{m.revision}`)" if m.revision else ""
     return f"`{m.path}`{revision}"
@@ -46,7 +46,7 @@ def _base_model(run: FinishedRun) -> str:
 def _front_matter(run: FinishedRun) -> list[str]:
     m = run.recipe.model
     lines = ["---", "library_name: peft"]
-    if m.loader == "pretrained" and m.path and not os.path.isabs(m.path):  # a hub id, not a local folder
+    if m.loader == PRETRAINED and m.path and not os.path.isabs(m.path):  # a hub id, not a local folder
         lines.append(f"base_model: {m.path}")
     return [*lines, "tags: [qlora, lora, peft, qlorafx]", "---", ""]
 
@@ -196,19 +196,14 @@ def _quantization_code(run: FinishedRun) -> tuple[list[str], str]:
 
 def _auto_class(run: FinishedRun) -> str:
     """The Auto class for the base: the adapter's peft task type says causal or encoder-decoder."""
-    config = run.path / "adapter" / "adapter_config.json"
-    try:
-        task = json.loads(config.read_text(encoding="utf-8")).get("task_type")
-    except (OSError, ValueError, AttributeError):  # no readable adapter config: name the common, causal class
-        task = None
-    return "AutoModelForSeq2SeqLM" if task == "SEQ_2_SEQ_LM" else "AutoModelForCausalLM"
+    return "AutoModelForSeq2SeqLM" if run.encoder_decoder else "AutoModelForCausalLM"
 
 
 def _loading(run: FinishedRun) -> list[str]:
     m = run.recipe.model
     auto = _auto_class(run)
-    base = 'f"{RUN}/base_model"' if m.loader == "from_config" else repr(m.path)
-    revision = f", revision={m.revision!r}" if m.revision and m.loader != "from_config" else ""
+    base = 'f"{RUN}/base_model"' if m.loader == FROM_CONFIG else repr(m.path)
+    revision = f", revision={m.revision!r}" if m.revision and m.loader != FROM_CONFIG else ""
     remote = ", trust_remote_code=True" if m.trust_remote_code else ""
     quant, kwargs = _quantization_code(run)
     code = ["import torch", "from peft import PeftModel",

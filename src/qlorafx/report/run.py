@@ -1,34 +1,60 @@
-"""A finished run directory, read back: its recipe, run.json, versions.json and metrics.jsonl.
+"""A finished run directory, read back: the one reader, for every command that uses a run.
 
-Only files are read (no torch), so ``qlorafx report`` works on any machine the run directory
-is copied to.
+    read_run(path)      a finished run (run.json says so), its recipe, versions.json and
+                        metrics.jsonl: what the report and judge need
+    trained_run(path)   a finished run, its recipe, adapter, tokenizer and base, checked against each
+                        other: what generate, chat, eval, merge and serve need before they load a weight
+
+Both read run.json and the recipe the same way (finished_run); versions and metrics are read when
+first used, so a damaged metrics.jsonl stops a report but not a generate.
+
+Only files are read (no torch), so both work on any machine the run directory is copied to. The
+names of the files are in qlorafx/run_files.py.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from qlorafx.errors import UserError
+from qlorafx.model import adapter_files
+from qlorafx.model.loaders import FROM_CONFIG
 from qlorafx.recipe.load import load_recipe
-from qlorafx.recipe.schema import Recipe
-from qlorafx.train.backends.jsonl import METRICS_FILE
-from qlorafx.train.run_dir import FINISHED_MARKER
+from qlorafx.run_files import (ADAPTER_DIR, BASE_MODEL_DIR, FINISHED_MARKER, METRICS_FILE, RECIPE_FILE, TOKENIZER_DIR,
+                               VERSIONS_FILE)
 
 
-class ReportError(UserError):
-    """The directory holds no finished run, or one of its files cannot be read."""
+class RunError(UserError):
+    """The directory holds no finished run that can be read as asked; the message says what to do."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class FinishedRun:
     path: Path
-    recipe: Recipe
+    recipe: Any  # qlorafx.recipe.schema.Recipe
+    base: str  # local folder or hub id the adapter applies to
     status: dict[str, Any]  # run.json
-    versions: dict[str, Any] = field(default_factory=dict)  # versions.json
-    metrics: list[dict[str, Any]] | None = None  # metrics.jsonl; None when the jsonl backend was off
+    encoder_decoder: bool = False  # a T5-style base: the prompt goes to the encoder
+
+    @property
+    def dataset(self):
+        """The dataset whose format prompts are rendered in: the run's first."""
+        return self.recipe.data.datasets[0]
+
+    @cached_property
+    def versions(self) -> dict[str, Any]:
+        path = self.path / VERSIONS_FILE
+        return _json(path) if path.is_file() else {}
+
+    @cached_property
+    def metrics(self) -> list[dict[str, Any]] | None:
+        """metrics.jsonl's records; None when the jsonl backend was off."""
+        path = self.path / METRICS_FILE
+        return read_metrics(path) if path.is_file() else None
 
     @property
     def train_logs(self) -> list[dict[str, Any]]:
@@ -44,10 +70,10 @@ def _json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise ReportError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}); "
-                          f"the run directory is damaged: rerun with qlorafx train {path.parent / 'recipe.yaml'}") from None
+        raise RunError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}); the run directory is damaged: "
+                       f"rerun with qlorafx train {path.parent / RECIPE_FILE}") from None
     if not isinstance(data, dict):
-        raise ReportError(f"{path}: expected a JSON object, found {type(data).__name__}")
+        raise RunError(f"{path}: expected a JSON object, found {type(data).__name__}")
     return data
 
 
@@ -59,27 +85,68 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ReportError(f"{path}:{number}: malformed JSON ({err.msg}); each line must be one JSON object") from None
+            raise RunError(f"{path}:{number}: malformed JSON ({err.msg}); each line must be one JSON object") from None
         if not isinstance(record, dict) or "step" not in record:
-            raise ReportError(f"{path}:{number}: expected a JSON object with a 'step', found {line[:80]!r}")
+            raise RunError(f"{path}:{number}: expected a JSON object with a 'step', found {line[:80]!r}")
         records.append(record)
     return records
 
 
-def read_run(path: str | Path) -> FinishedRun:
+def _base(run_dir: Path, recipe) -> str:
+    return str(run_dir / BASE_MODEL_DIR) if recipe.model.loader == FROM_CONFIG else recipe.model.path
+
+
+def _task_type(run_dir: Path) -> str | None:
+    try:
+        return json.loads((run_dir / ADAPTER_DIR / adapter_files.CONFIG).read_text(encoding="utf-8")).get("task_type")
+    except (OSError, ValueError, AttributeError):  # no readable adapter config: trained_run says why, if it matters
+        return None
+
+
+def finished_run(path: str | Path) -> FinishedRun:
+    """The finished run in ``path`` and its recipe, or a RunError saying what is there instead and what to do."""
     run_dir = Path(path)
     if not run_dir.is_dir():
-        raise ReportError(f"{run_dir}: no such directory; give the output_dir of a finished qlorafx train run")
-    marker = run_dir / FINISHED_MARKER
-    status = _json(marker) if marker.is_file() else {}
-    if status.get("status") != "finished":
-        if not (run_dir / "recipe.yaml").is_file():
-            raise ReportError(f"{run_dir} holds no qlorafx run (no recipe.yaml, no run.json); "
-                              f"give the output_dir of a finished `qlorafx train`")
-        raise ReportError(f"{run_dir} holds an unfinished run (no finished run.json: it stopped or is still training); "
-                          f"a report needs a finished run: rerun it with qlorafx train {run_dir / 'recipe.yaml'} --overwrite")
-    recipe = load_recipe(run_dir / "recipe.yaml").recipe
-    versions = _json(run_dir / "versions.json") if (run_dir / "versions.json").is_file() else {}
-    metrics_path = run_dir / METRICS_FILE
-    metrics = read_metrics(metrics_path) if metrics_path.is_file() else None
-    return FinishedRun(run_dir, recipe, status, versions, metrics)
+        what = f"{run_dir} is not a folder" if run_dir.exists() else f"{run_dir}: no such directory"
+        raise RunError(f"{what}; give the output_dir of a finished `qlorafx train`")
+    marker, recipe_file = run_dir / FINISHED_MARKER, run_dir / RECIPE_FILE
+    status = _json(marker) if marker.is_file() else None
+    if status is None or status.get("status") != "finished":
+        if status is None and not recipe_file.is_file():
+            raise RunError(f"{run_dir} holds no qlorafx run (no {RECIPE_FILE}, no {FINISHED_MARKER}); "
+                           f"give the output_dir of a finished `qlorafx train`")
+        said = f"no {FINISHED_MARKER}" if status is None else f"{FINISHED_MARKER} says {status.get('status')!r}"
+        raise RunError(f"{run_dir} holds an unfinished run ({said}); resume or rerun it first: resume it with "
+                       f"qlorafx train {recipe_file} --resume, or rerun it with qlorafx train {recipe_file} --overwrite")
+    if not recipe_file.is_file():
+        raise RunError(f"{recipe_file} is missing: it says how the run was trained, quantized and rendered its prompts")
+    recipe = load_recipe(recipe_file).recipe
+    return FinishedRun(run_dir, recipe, _base(run_dir, recipe), status,
+                       encoder_decoder=_task_type(run_dir) == "SEQ_2_SEQ_LM")
+
+
+def read_run(path: str | Path) -> FinishedRun:
+    """The finished run with its versions and metrics read (a damaged file is reported here)."""
+    run = finished_run(path)
+    run.versions, run.metrics  # noqa: B018  (read now: their errors name the file)
+    return run
+
+
+def trained_run(path: str | Path) -> FinishedRun:
+    """The finished run, its adapter, tokenizer and base present and the adapter recorded on that
+    base: everything a command that loads the model needs, checked before it loads a weight."""
+    run = finished_run(path)
+    adapter = run.path / ADAPTER_DIR
+    config = adapter_files.read_config(adapter, f"{run.path}/{ADAPTER_DIR}")
+    if not (run.path / TOKENIZER_DIR).is_dir():
+        raise RunError(f"{run.path / TOKENIZER_DIR} is missing: prompts must be tokenized as the run trained")
+    from_config = run.recipe.model.loader == FROM_CONFIG
+    if from_config and not (Path(run.base) / "config.json").is_file():
+        raise RunError(f"{run.base} is missing: a from_config run keeps its random base there")
+    recorded = config.get("base_model_name_or_path")
+    moved = from_config and recorded and Path(recorded).name == BASE_MODEL_DIR \
+        and not Path(recorded).exists()  # the run directory itself was moved
+    if not (adapter_files.same_base(recorded, run.base) or moved):
+        raise RunError(f"the adapter in {adapter} was trained on {recorded}, but this run's base is {run.base}; "
+                       f"it needs {recorded}")
+    return run

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from qlorafx.errors import UserError
+from qlorafx.run_files import CHECKPOINTS_DIR, FINISHED_MARKER, METRICS_FILE, RECIPE_FILE
 
 MARKER = "qlorafx_checkpoint.json"
 # Settings that may change between an interrupted run and its resume without changing the run.
@@ -30,7 +31,7 @@ class ResumeError(UserError):
 
 
 def checkpoints_dir(run_dir: Path) -> Path:
-    return run_dir / "checkpoints"
+    return run_dir / CHECKPOINTS_DIR
 
 
 def staging_dir(run_dir: Path) -> Path:
@@ -105,11 +106,11 @@ class AlreadyFinished(Exception):
 
 def resume_point(run_dir: Path, given: str | None, force: bool, recipe_yaml: str) -> Path:
     """The checkpoint to continue from, after checking the run is unfinished and still the same run."""
-    from qlorafx.train.run_dir import FINISHED_MARKER, is_finished
+    from qlorafx.train.run_dir import is_finished
 
     if is_finished(run_dir):
         raise AlreadyFinished(f"{run_dir} holds a finished run ({FINISHED_MARKER}); nothing to resume")
-    if not (run_dir / "recipe.yaml").is_file():
+    if not (run_dir / RECIPE_FILE).is_file():
         raise ResumeError(f"{run_dir} holds no qlorafx run to resume; run without --resume to start one")
     checkpoint = find(run_dir, given)
     changed = differences(checkpoint, recipe_yaml)
@@ -122,7 +123,7 @@ def resume_point(run_dir: Path, given: str | None, force: bool, recipe_yaml: str
 
 def drop_metrics_after(run_dir: Path, step: int) -> None:
     """Metrics logged after the checkpoint will be logged again by the resumed run: drop them."""
-    path = run_dir / "metrics.jsonl"
+    path = run_dir / METRICS_FILE
     if path.is_file():
         kept = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
                 if line.strip() and json.loads(line).get("step", 0) <= step]

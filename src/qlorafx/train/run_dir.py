@@ -1,13 +1,4 @@
-"""The run directory: what a finished run leaves behind, and the rule that protects it.
-
-    recipe.yaml      the resolved recipe; `qlorafx train` on it reruns the run
-    versions.json    package versions, device, the compute dtype 'auto' resolved to
-    metrics.jsonl    one JSON object per log step and evaluation
-    adapter/         the LoRA adapter in PEFT format
-    tokenizer/       the tokenizer the run trained with
-    base_model/      only for loader 'from_config': the random base the adapter belongs to
-    run.json         written last: status 'finished' and the summary
-    .qlorafx-run     written when qlorafx creates the run directory: the mark of a folder it made
+"""The run directory as it is made and written: the rule that protects it (its names: run_files.py).
 
 Only a folder that holds the mark counts as a run (a folder merely holding a recipe.yaml may be
 the user's project), and --overwrite removes only what a run writes (RUN_ENTRIES): a folder that
@@ -24,15 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from qlorafx.errors import UserError
+from qlorafx.run_files import FINISHED_MARKER, RUN_ENTRIES, RUN_MARKER
 
-FINISHED_MARKER = "run.json"
-RUN_MARKER = ".qlorafx-run"
-# Every top-level name a run directory's writers use (train, its backends, checkpoints, the report,
-# eval): what --overwrite may remove. tests/train/test_run_dir.py checks a real run against it.
-RUN_ENTRIES = frozenset({
-    RUN_MARKER, "recipe.yaml", "versions.json", "metrics.jsonl", FINISHED_MARKER, "adapter", "adapter_init",
-    "tokenizer", "base_model", "checkpoints", "README.md", "curves.png", "tensorboard", "wandb", "wandb-run.json",
-})
 PACKAGES = ("qlorafx", "torch", "transformers", "peft", "bitsandbytes", "accelerate", "pydantic")
 
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from qlorafx.data.chat_templates import CHAT_TEMPLATES
 from qlorafx.data.formats.base import PLACEHOLDER, DatasetBase, Format, RecordError, Turn, check_alternation, register, require_text
+from qlorafx.registry import registry_key
 
 SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 OPENAI_ROLES = {"system": "system", "user": "user", "assistant": "assistant"}
@@ -29,16 +30,8 @@ OPENAI_ROLES = {"system": "system", "user": "user", "assistant": "assistant"}
 
 class ChatDataset(DatasetBase):
     format: Literal["chat"] = "chat"
-    chat_template: str | None = Field(None, description="Named template (e.g. chatml); default: the tokenizer's own.")
-
-    @field_validator("chat_template")
-    @classmethod
-    def _known(cls, v):
-        if v is not None and v not in CHAT_TEMPLATES:
-            from qlorafx.registry import UnknownKeyError
-
-            raise ValueError(str(UnknownKeyError(CHAT_TEMPLATES.kind, v, CHAT_TEMPLATES.keys())))
-        return v
+    chat_template: registry_key(CHAT_TEMPLATES) | None = Field(
+        None, description="Named template (e.g. chatml); default: the tokenizer's own.")
 
 
 @register

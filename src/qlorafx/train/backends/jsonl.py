@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from qlorafx.run_files import METRICS_FILE
 from qlorafx.train.backends.base import Backend, RunInfo
 
-METRICS_FILE = "metrics.jsonl"
 
 
 class JsonlBackend(Backend):

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from qlorafx.run_files import TENSORBOARD_DIR
 from qlorafx.train.backends.base import Backend, RunInfo, scalars
 
-LOG_DIR = "tensorboard"
 
 
 def as_markdown_code(text: str) -> str:
@@ -26,7 +26,7 @@ class TensorboardBackend(Backend):
         super().__init__(run)
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(run.run_dir / LOG_DIR))
+        self.writer = SummaryWriter(log_dir=str(run.run_dir / TENSORBOARD_DIR))
         self.writer.add_text("recipe", as_markdown_code(run.recipe_yaml), global_step=0)
 
     def write(self, record: dict[str, Any]) -> None:

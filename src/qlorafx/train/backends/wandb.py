@@ -17,10 +17,10 @@ import os
 from typing import Any
 
 from qlorafx.errors import UserError
+from qlorafx.run_files import WANDB_RUN_FILE
 from qlorafx.train.backends.base import Backend, RunInfo, scalars
 
 
-RUN_RECORD = "wandb-run.json"
 
 
 def _recorded_id(path) -> str | None:
@@ -47,7 +47,7 @@ class WandbBackend(Backend):
         import wandb
 
         cfg = run.recipe.logging.wandb
-        record = run.run_dir / RUN_RECORD
+        record = run.run_dir / WANDB_RUN_FILE
         earlier = _recorded_id(record) if run.resumed else None
         self.wandb_run = wandb.init(
             id=earlier,
