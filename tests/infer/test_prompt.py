@@ -13,7 +13,7 @@ import pytest
 from qlorafx.data.build import load_dataset
 from qlorafx.data.collate import IGNORE_INDEX
 from qlorafx.infer.prompt import GenerateError, Prompter, conversation, from_messages, read_prompts
-from qlorafx.infer.trained_run import TrainedRun
+from qlorafx.report.run import FinishedRun
 from qlorafx.recipe.load import load_recipe
 from tests.train.tiny import QUICKSTART_DATA, tiny_recipe
 
@@ -24,15 +24,15 @@ ALPACA = [json.loads(line) for line in QUICKSTART_DATA.read_text().splitlines()]
 # Rendering: the inference prompt is the training prompt, token for token (no model needed).
 
 
-def _run(tmp_path: Path, dataset: str, records: list) -> TrainedRun:
+def _run(tmp_path: Path, dataset: str, records: list) -> FinishedRun:
     tmp_path.mkdir(parents=True, exist_ok=True)
     data = tmp_path / "data.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in records))
     recipe = load_recipe(tiny_recipe(tmp_path), [f"data.datasets=[{{path: {data}, {dataset}}}]"]).recipe
-    return TrainedRun(tmp_path, recipe, base="", status={"status": "finished"})
+    return FinishedRun(tmp_path, recipe, base="", status={"status": "finished"})
 
 
-def _training_examples(run: TrainedRun, tokenizer):
+def _training_examples(run: FinishedRun, tokenizer):
     return load_dataset(run.dataset, run.recipe, tokenizer, log=lambda *_: None).examples
 
 
@@ -73,7 +73,30 @@ FORMATS = {
     "template": ("format: template, prompt: 'Q: {question}\\nA: ', response: '{answer}'",
                  [{"question": "What is 2+2?", "answer": "4"}, {"question": "And 3+3?", "answer": "6"}],
                  [{"question": "What is 2+2?"}, "And 3+3?"]),
+    "chip2": ("format: chip2", [{"text": "<human>: Hi\n<bot>: Hello!\n<human>: Why?\n<bot>: Because."},
+                                {"text": "<human>: What is NF4?\n<bot>: A 4-bit type."}],
+              [{"text": "<human>: Hi\n<bot>: Hello!\n<human>: Why?"}, "What is NF4?"]),
+    "hh_rlhf": ("format: hh_rlhf", [{"chosen": "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Why?\n\nAssistant: Because.",
+                                     "rejected": "\n\nHuman: Hi\n\nAssistant: Go away."},
+                                    {"chosen": "\n\nHuman: What is NF4?\n\nAssistant: A 4-bit type."}],
+                [{"chosen": "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Why?"}, "What is NF4?"]),
+    "longform": ("format: longform", [{"input": "Write a haiku.\n", "output": "Four bits"}, {"input": "Hi", "output": "!"}],
+                 [{"input": "Write a haiku.\n"}, "Hi"]),
+    "unnatural_instructions": (
+        "format: unnatural_instructions, reformulations: true",
+        [{"instances": [{"instruction_with_input": "Color?\nObject: banana", "output": "Yellow."}],
+          "reformulations": [{"instruction_with_input": "What color is a banana?", "output": "Yellow."}]}],
+        [{"instances": [{"instruction_with_input": "Color?\nObject: banana"}]},
+         {"instruction_with_input": "What color is a banana?"}]),
 }
+
+
+def test_every_registered_format_is_prompted_here():
+    """A format that forgets its inference side, or is not in FORMATS above, fails here, not in generate."""
+    from qlorafx.data.formats import FORMATS as REGISTRY
+
+    completion = {"completion"}  # its prompt is the text to continue: test_a_completion_prompt_is_the_text_to_continue
+    assert {name.split("-")[0] for name in FORMATS} | completion == set(REGISTRY.keys())
 
 
 @pytest.mark.parametrize("name", FORMATS)

@@ -235,7 +235,7 @@ def test_all_problems_come_back_in_one_error(write, problems):
         f"{path}: 3 problems:",
         f"  quantization.bits ({path}:5): input should be 4, 8 or 16; found 5",
         f"  lora.rr ({path}:7): unknown key; did you mean 'r'? (known keys here: r, alpha, dropout, target_modules, bias, modules_to_save, layers_to_transform, use_dora, use_rslora, init_lora_weights, init_from, dtype)",
-        f"  data.datasets.0.format ({path}:11): unknown dataset format 'alpacca': expected one of alpaca, chat, completion, guanaco, oasst, self_instruct, template; did you mean 'alpaca'?",
+        f"  data.datasets.0.format ({path}:11): unknown dataset format 'alpacca': expected one of alpaca, chat, chip2, completion, guanaco, hh_rlhf, longform, oasst, self_instruct, template, unnatural_instructions; did you mean 'alpaca'?",
     ]
     assert str(err) == err.report()
     assert isinstance(err, UserError)

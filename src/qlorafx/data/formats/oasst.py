@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from qlorafx.data.formats.base import DatasetBase, Format, RecordError, register
-from qlorafx.data.formats.guanaco import Guanaco, GuanacoDataset, guanaco_turns
+from qlorafx.data.formats.base import PLACEHOLDER, DatasetBase, Format, RecordError, register
+from qlorafx.data.formats.guanaco import GUANACO, Guanaco, GuanacoDataset
 
 
 class OasstDataset(DatasetBase):
@@ -88,13 +88,13 @@ class Oasst(Format):
             roles = [m["role"] for m in path]
             if roles != ["prompter", "assistant"] * (len(roles) // 2):
                 raise RecordError(f"format {self.name!r}: roles must alternate prompter, assistant; found {', '.join(roles)}")
-            conversations.append(guanaco_turns([(path[i]["text"], path[i + 1]["text"]) for i in range(0, len(path), 2)]))
+            conversations.append(GUANACO.turns([(path[i]["text"], path[i + 1]["text"]) for i in range(0, len(path), 2)]))
         if not conversations:
             counts["trees with no usable conversation"] += 1
         return conversations
 
     def prompt(self, text, options=None):
-        return Guanaco().prompt(text)
+        return GUANACO.turns([(text, PLACEHOLDER)])
 
     def prompt_record(self, record, options=None):
         return Guanaco().prompt_record(record, GuanacoDataset(path=""))
