@@ -12,8 +12,7 @@ import pytest
 
 from qlorafx.infer import generate as g
 from qlorafx.infer.engine import EngineError, UnknownModel, check_runs, check_same_base
-from qlorafx.report.run import FinishedRun
-from qlorafx.report.run import trained_run
+from qlorafx.report.run import FinishedRun, trained_run
 from tests.infer.finished import finished_chat_run, finished_run, served_engine
 from tests.infer.finished import generators as loaded_generators
 

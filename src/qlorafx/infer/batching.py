@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from qlorafx.infer.generate import Encoded, Sampling
+from qlorafx.infer.generate import Sampling
+from qlorafx.infer.prompt import Encoded
 from qlorafx.infer.renderers import visible_text
 
 BASE = "__base__"  # peft's name for "no adapter" in a mixed batch

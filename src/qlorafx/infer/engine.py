@@ -22,7 +22,8 @@ from typing import Any
 
 from qlorafx.errors import UserError
 from qlorafx.infer.batching import BASE, Scheduler, Stream
-from qlorafx.infer.generate import Encoded, GenerateError, Sampling, load_tokenizer
+from qlorafx.infer.generate import Sampling, load_tokenizer
+from qlorafx.infer.prompt import Encoded, GenerateError
 from qlorafx.infer.renderers import AdapterRenderer, BaseRenderer
 from qlorafx.model.adapter_files import CONFIG as ADAPTER_CONFIG
 from qlorafx.model.loaders import FROM_CONFIG
