@@ -23,7 +23,7 @@ LAYERS = (
     ("recipe",),  # the typed recipe, assembled from the sections and registries below it
     ("report",),  # a run directory read back; its card and plot
     ("infer", "evaluate", "estimate", "environment"),  # what uses a finished run or a recipe
-    ("finetune", "judge", "serve"),  # orchestration and services on top
+    ("finetune", "preflight", "judge", "serve"),  # orchestration (and its checks without torch), services on top
     ("cli",),  # one module per command
 )
 LAYER = {name: rank for rank, names in enumerate(LAYERS) for name in names}

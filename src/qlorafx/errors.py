@@ -21,3 +21,14 @@ class Problem:
     def line(self) -> str:
         where = f" ({self.source})" if self.source else ""
         return f"  {self.path or '<recipe>'}{where}: {self.message}"
+
+
+def shown(value) -> str:
+    """A value as the user would write it in YAML (true, null, [a, b], {k: v}), not as Python prints it."""
+    import yaml
+
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"  # YAML's single quotes: visible when empty, backslashes as written
+    if isinstance(value, (set, frozenset, tuple)):
+        value = sorted(value) if isinstance(value, (set, frozenset)) else list(value)
+    return yaml.safe_dump(value, default_flow_style=True, width=float("inf")).strip().removesuffix("\n...").strip()

@@ -25,6 +25,7 @@ from qlorafx.infer.generate import generate_text
 from qlorafx.interrupts import stop_if_interrupted
 from qlorafx.model.adapter import add_lora, check_lora, initialize_from_data, save_adapter
 from qlorafx.model.architecture import is_encoder_decoder
+from qlorafx.model.config_check import ModelConfigError, recipe_fits_config
 from qlorafx.model.loaders import MODEL_LOADERS, skeleton
 from qlorafx.model.quantize import keep_weights_trainable_on_cpu, quantization_config, resolve_compute_dtype
 from qlorafx.recipe.schema import Recipe
@@ -112,6 +113,9 @@ def train(recipe: Recipe, recipe_yaml: str, overwrite: bool = False, log=print, 
     loader = MODEL_LOADERS.get(recipe.model.loader)
     tokenizer = loader.tokenizer(recipe)
     config = loader.config(recipe, tokenizer)
+    refused = recipe_fits_config(recipe, config)  # what validate says too, from the config alone
+    if refused:
+        raise ModelConfigError(refused)
     encoder_decoder = is_encoder_decoder(config)
     data = prepare_data(recipe, tokenizer, log, encoder_decoder)
     data_summary = data_report.summary(data, recipe)

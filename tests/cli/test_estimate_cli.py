@@ -31,7 +31,7 @@ def test_sizes_read_as_people_write_them():
 
 def test_lora_options_that_do_not_fit_are_refused(tmp_path, capsys):
     assert main(["estimate", str(tiny_recipe(tmp_path)), "lora.target_modules=[query]"]) == 2
-    assert "lora.target_modules ['query'] matches no linear layer" in capsys.readouterr().err
+    assert "lora.target_modules [query] matches no linear layer" in capsys.readouterr().err
 
 
 def test_a_bad_recipe_is_refused_before_torch_is_imported(tmp_path):

@@ -50,7 +50,7 @@ def test_val_size_as_fraction_or_count(files, byte_tokenizer, val_size, n_val):
 
 @pytest.mark.parametrize("val_size", [20, 30, 0.999])
 def test_a_val_split_that_leaves_no_training_example_is_an_error(files, byte_tokenizer, val_size):
-    with pytest.raises(DataError, match=f"data.val_size {val_size:g} leaves no training examples out of 20"):
+    with pytest.raises(DataError, match=f"data.val_size {val_size:g} leaves no training examples: the data gives 20 examples"):
         _prepare([{"path": files[0]}], byte_tokenizer, val_size=val_size)
 
 

@@ -1,8 +1,9 @@
 """The hostile inputs: one row per case, each run through the real `qlorafx` command by test_hostile.py.
 
 Every case runs in a folder of its own that holds ``recipe.yaml`` (the case's recipe), a valid
-``data/train.jsonl``, a fake finished run in ``finished-run/`` (the recipes' output_dir), a
-folder that is no run (``not-a-run/``) and the case's extra files, links and named pipes.
+``data/train.jsonl``, a fake finished run in ``finished-run/`` (where the `train` cases point
+output_dir; the recipes' own output_dir, ``new-run``, does not exist), a folder that is no run
+(``not-a-run/``) and the case's extra files, links and named pipes.
 ``@DIR@`` in any text (recipe, files, overrides, expected substrings) stands for that folder.
 Each case must end with exit code 2 and one short report holding every expected substring, with
 nothing executed and nothing written anywhere in the folder. A case marked ``xfail`` is a bug
@@ -27,7 +28,7 @@ lora: {{r: 8, alpha: 16}}
 data:
   datasets:
     - {dataset}
-output_dir: finished-run
+output_dir: new-run
 """
 TRAIN_DATA = (json.dumps({"instruction": "Say hi.", "input": "", "output": "Hi."}) + "\n"
               + json.dumps({"instruction": "Add.", "input": "1 + 1", "output": "2"}) + "\n")
@@ -89,6 +90,7 @@ class Case:
 
 
 R = "@DIR@/recipe.yaml"
+FINISHED = "output_dir=finished-run"  # the fake finished run: what train must leave untouched
 # An encoder-decoder (packing stays at its default, true, which such a model cannot use)
 T5_RECIPE = recipe().replace(
     "{model_type: llama, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 2}",
@@ -124,7 +126,7 @@ data:
     - {path: data/train.jsonl, fromat: alpaca, columns: {instr: question}}
   max_len: 64
 logging: {wandb: {projetc: x}}
-output_dir: finished-run
+output_dir: new-run
 """
 CHAT_DATA = ('{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}\n')
 OASST_TREE = json.dumps({"message_tree_id": "t1", "tree_state": "ready_for_export",
@@ -352,6 +354,49 @@ CASES = [
     Case("passwd-copied-as-csv", ("@DIR@/data/passwd.csv:3: malformed CSV (a row of 4 fields under a header of 1",),
          recipe=data_recipe("data/passwd.csv"), files={"data/passwd.csv": SECRET_FILE}, absent=tuple(SECRET_LINES[1:])),
 
+    # --- what train would refuse after loading torch: validate sees it first -------------------------------
+    Case("model-type-misspelt", ("model.config.model_type (command line): unknown model type 'llamma': transformers",
+                                 "did you mean 'llama'?"), overrides=("model.config.model_type=llamma",)),
+    Case("hidden-size-not-divisible-by-heads", (f"model.config ({R}:4): transformers' LlamaConfig refuses these values: "
+                                                "The hidden size (65) is not a multiple of the number of attention heads (2)",),
+         overrides=("model.config.hidden_size=65",)),
+    Case("model-config-key-misspelt", ("model.config.hiden_size (command line): not a field of transformers' LlamaConfig, "
+                                       "so nothing would read it; did you mean 'hidden_size'?",),
+         overrides=("model.config.hiden_size=64",)),
+    Case("model-config-value-of-the-wrong-type", ("model.config.num_attention_heads (command line): transformers' "
+                                                  "LlamaConfig refuses it: Field 'num_attention_heads' expected int",),
+         overrides=("model.config.num_attention_heads=two",)),
+    Case("lora-targets-match-nothing", ("lora.target_modules (command line): [q_projj] matches no linear layer of this "
+                                        "model; its linear layers are named down_proj, gate_proj, k_proj, o_proj, q_proj",),
+         overrides=("lora.target_modules=[q_projj]",)),
+    Case("lora-regex-matches-nothing", ("lora.target_modules (command line): '.*attn\\.qq_proj' matches no linear layer",),
+         overrides=("lora.target_modules=.*attn\\.qq_proj",)),
+    Case("lora-layers-past-the-last", ("lora.layers_to_transform (command line): [7] names layers this model does "
+                                       "not have: its targeted layers are layers 0 to 1",),
+         overrides=("lora.layers_to_transform=[1, 7]",)),
+    Case("val-size-larger-than-the-data", ("data.val_size (command line): data.val_size 5 leaves no training examples: "
+                                           "the data gives at most 2 examples; set it below 2",),
+         overrides=("data.val_size=5",)),
+    Case("malformed-record-after-the-first-few", (f"data.datasets.0.path ({R}:8): @DIR@/data/late.jsonl: record 12: "
+                                                  "format 'alpaca' needs field 'output'",),
+         recipe=data_recipe("data/late.jsonl"), files={"data/late.jsonl": TRAIN_DATA * 6 + '{"instruction": "a"}\n'}),
+    Case("output-dir-is-a-file", ("output_dir (command line): @DIR@/data/train.jsonl cannot be made: "
+                                  "@DIR@/data/train.jsonl is a file; choose another output_dir",),
+         overrides=("output_dir=data/train.jsonl",)),
+    Case("output-dir-holds-a-finished-run", ("output_dir (command line): @DIR@/finished-run already holds a finished "
+                                             "run; pass --overwrite to replace it",), overrides=(FINISHED,)),
+    Case("output-dir-is-someone-elses-folder", ("output_dir (command line): @DIR@/not-a-run is not empty and holds no "
+                                                "qlorafx run",), flags=("--overwrite",), overrides=("output_dir=not-a-run",)),
+    Case("max-length-past-the-position-embeddings", ("data.max_length (command line): 4096 tokens, but this llama model "
+                                                     "has position embeddings for 2048 (max_position_embeddings)",),
+         overrides=("data.max_length=4096",)),
+    Case("learning-rate-missing-its-minus", ("optimizer.lr (command line): a learning rate of 10000 makes training "
+                                             "diverge at once", "did you mean 1e-4?"), overrides=("optimizer.lr=1e4",)),
+    Case("keys-in-the-wrong-section", (
+        f"max_steps ({R}:10): unknown key; max_steps is a key of training: move it there (training.max_steps)",
+        f"data.datasets.0.max_length ({R}:8): unknown key; max_length is a key of data: move it there (data.max_length)",
+    ), recipe=recipe("{path: data/train.jsonl, format: alpaca, max_length: 64}", extra="max_steps: 5\n"), max_lines=3),
+
     # --- other commands: show, preprocess -------------------------------------------------------------
     Case("show-python-tag", (f"<recipe> ({R}:1): YAML tag tag:yaml.org,2002:python/object/apply:os.system",),
          command="show", recipe=f'model: !!python/object/apply:os.system ["touch {PWNED}"]\n'),
@@ -366,24 +411,24 @@ CASES = [
 
     # --- train: an existing run directory is never touched --------------------------------------------
     Case("train-over-a-finished-run", ("error: output_dir @DIR@/finished-run already holds a finished run; pass "
-                                       "--overwrite to replace it",), command="train"),
+                                       "--overwrite to replace it",), command="train", overrides=(FINISHED,)),
     Case("train-into-a-non-run-folder-with-overwrite", ("error: output_dir @DIR@/not-a-run is not empty and holds no "
                                                         "qlorafx run",),
          command="train", flags=("--overwrite",), overrides=("output_dir=not-a-run",)),
     Case("train-overwrite-with-malformed-data", ("error: @DIR@/data/bad.jsonl:2: malformed JSON",),
-         command="train", flags=("--overwrite",), recipe=data_recipe("data/bad.jsonl"),
+         command="train", flags=("--overwrite",), recipe=data_recipe("data/bad.jsonl"), overrides=(FINISHED,),
          files={"data/bad.jsonl": BAD_JSONL}),
     Case("train-t5-with-default-packing-and-overwrite",
          ("error: data.packing: true, but the model is an encoder-decoder (T5 family)", "set data.packing=false"),
-         command="train", flags=("--overwrite",), recipe=T5_RECIPE),
+         command="train", flags=("--overwrite",), recipe=T5_RECIPE, overrides=(FINISHED,)),
     Case("preprocess-t5-train-on-inputs",
          ("error: data.train_on_inputs: true, but the model is an encoder-decoder (T5 family)",),
          command="preprocess", recipe=T5_RECIPE, overrides=("data.packing=false", "data.train_on_inputs=true")),
     Case("fast-train-bad-recipe-with-overwrite", ("lora.r (command line): input should be greater than 0",),
-         command="train", flags=("--overwrite",), overrides=("lora.r=0",)),
+         command="train", flags=("--overwrite",), overrides=("lora.r=0", FINISHED)),
     Case("fast-train-python-tag-with-overwrite", (f"({R}:5): YAML tag tag:yaml.org,2002:python/object/apply:os.system",),
-         command="train", flags=("--overwrite",),
+         command="train", flags=("--overwrite",), overrides=(FINISHED,),
          recipe=recipe().replace("lora: {r: 8, alpha: 16}", f'lora: !!python/object/apply:os.system ["touch {PWNED}"]')),
     Case("fast-train-import-path-with-overwrite", ("optimizer.name (command line): unknown optimizer 'torch.optim.AdamW'",),
-         command="train", flags=("--overwrite",), overrides=("optimizer.name=torch.optim.AdamW",)),
+         command="train", flags=("--overwrite",), overrides=("optimizer.name=torch.optim.AdamW", FINISHED)),
 ]

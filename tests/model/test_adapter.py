@@ -34,7 +34,7 @@ def test_targets_that_match_nothing_list_the_layers_there_are():
     with pytest.raises(TargetError) as err:
         check_targets(skeleton(CONFIG), ["query", "value"])
     assert str(err.value) == (
-        "lora.target_modules ['query', 'value'] matches no linear layer of this model; its linear layers are "
+        "lora.target_modules [query, value] matches no linear layer of this model; its linear layers are "
         "named down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj (or use 'all-linear')"
     )
 

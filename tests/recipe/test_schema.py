@@ -77,7 +77,7 @@ def test_unknown_key_in_each_section_is_rejected(minimal, problems, key, model):
 
 @pytest.mark.parametrize(
     "key, meant",
-    [("lora.alpah", "alpha"), ("lora.rr", "r"), ("optimizer.learning_rate", None), ("training.max_step", "max_steps"),
+    [("lora.alpah", "alpha"), ("lora.rr", "r"), ("optimizer.learning_rate", "lr"), ("optimizer.zzz", None), ("training.max_step", "max_steps"),
      ("data.datasets.0.fromat", "format"), ("quantization.bit", "bits"), ("outputdir", "output_dir")],
 )
 def test_unknown_key_suggests_the_key_meant(minimal, problems, key, meant):

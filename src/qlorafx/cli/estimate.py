@@ -32,10 +32,14 @@ def run(args) -> int:
     from qlorafx.errors import UserError
     from qlorafx.model.adapter import check_lora
     from qlorafx.model.architecture import is_encoder_decoder
+    from qlorafx.model.config_check import ModelConfigError, recipe_fits_config
     from qlorafx.model.loaders import skeleton
 
     recipe = loaded.recipe
     config, source = model_config(recipe)
+    refused = recipe_fits_config(recipe, config)  # max_length past the position embeddings: no estimate of that
+    if refused:
+        raise ModelConfigError(refused)
     if is_encoder_decoder(config):
         raise UserError(f"model {config.model_type} is an encoder-decoder (T5 family); qlorafx estimate models "
                         "decoder-only (causal) LMs' activations only, so it would understate this one; measure a "

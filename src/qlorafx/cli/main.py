@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from qlorafx import __version__
@@ -37,11 +38,39 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
+    [commands] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    _run_dir_flags(commands.choices[args.command], args)
     return args
 
 
+def _run_dir_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--resume takes an optional CHECKPOINT, so `--resume training.max_steps=1` would read the override
+    as one: an override (key=value that is no existing path) is an override wherever it stands."""
+    if not hasattr(args, "resume"):
+        return
+    if isinstance(args.resume, str) and "=" in args.resume and not os.path.exists(args.resume):
+        args.overrides, args.resume = [*args.overrides, args.resume], True
+    if args.overwrite and args.resume:
+        parser.error("--overwrite starts over and --resume continues: choose one")
+    if args.force and not args.resume:
+        parser.error("--force only applies with --resume (it accepts recipe changes since the checkpoint); "
+                     "add --resume, or drop --force")
+
+
+def _without_torch() -> None:
+    """This process runs a command that never needs torch (validate): transformers' config classes are
+    imported in its torch-free mode, as if torch were not installed, so the command stays fast."""
+    if "torch" not in sys.modules:
+        sys.modules["torch"] = None  # Python's own way to make `import torch` fail, and find_spec say absent
+        os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")  # its "PyTorch was not found" notice
+
+
 def main(argv: list[str] | None = None) -> int:
+    """``argv`` None: this is the program (`qlorafx ...`, `python -m qlorafx.cli.main`); given: a call in a
+    process that may need torch later (tests), which is left as it is."""
     args = parse(argv)
+    if argv is None and getattr(args, "torch_free", False):
+        _without_torch()
     try:
         with ctrl_c_always_stops():  # a Ctrl-C during the heavy imports must not be lost
             return args.run(args) or 0

@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 import sys
 
-from qlorafx.cli.common import add_recipe_arguments, load
+from qlorafx.cli.common import add_recipe_arguments, count, load
 
 
 def add_parser(commands) -> None:
     parser = commands.add_parser("preprocess", help="tokenize the recipe's data and report on it (no weights loaded)")
     add_recipe_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    parser.add_argument("--show", type=int, default=0, metavar="N", help="print N rendered training examples")
+    parser.add_argument("--show", type=count(0), default=0, metavar="N", help="print N rendered training examples")
     parser.set_defaults(run=run)
 
 

@@ -5,18 +5,15 @@ from __future__ import annotations
 import sys
 
 from qlorafx import processes
-from qlorafx.cli.common import add_recipe_arguments, load
+from qlorafx.cli.common import add_recipe_arguments, add_run_dir_arguments, count, load
 from qlorafx.interrupts import stop_if_interrupted
 
 
 def add_parser(commands) -> None:
     parser = commands.add_parser("train", help="finetune as the recipe says; writes the run directory")
     add_recipe_arguments(parser)
-    parser.add_argument("--overwrite", action="store_true", help="replace a run already in output_dir")
-    parser.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
-                        help="continue the run in output_dir from its newest checkpoint, or from CHECKPOINT")
-    parser.add_argument("--force", action="store_true", help="with --resume: accept recipe changes since the checkpoint")
-    parser.add_argument("--nproc", type=int, default=1, metavar="N",
+    add_run_dir_arguments(parser)
+    parser.add_argument("--nproc", type=count(1), default=1, metavar="N",
                         help="data-parallel training in N processes (torchrun; gloo on CPU, nccl on GPUs)")
     parser.set_defaults(run=run)
 
@@ -35,10 +32,6 @@ def _relaunch(args) -> int:
 
 
 def run(args) -> int:
-    if args.overwrite and args.resume:
-        from qlorafx.errors import UserError
-
-        raise UserError("--overwrite starts over and --resume continues: choose one")
     loaded = load(args)  # all recipe problems are reported before torch is even imported
     if args.nproc > 1 and not processes.launched():
         from pathlib import Path

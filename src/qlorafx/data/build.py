@@ -23,9 +23,6 @@ from qlorafx.data.sources import DataFileError, fingerprint, hub_dataset, hub_fi
 from qlorafx.data.tokenize import Example, tokenize, tokenize_encoder_decoder
 from qlorafx.errors import Problem, UserError
 
-PEEK_RECORDS = 5  # how many leading records `validate` renders per dataset
-
-
 class DataError(UserError):
     """Bad data: the message names the dataset, the record and what is wrong."""
 
@@ -63,18 +60,55 @@ def conversations_of(records: list, dataset: DatasetBase, counts: Counter) -> li
     return out
 
 
-def check_datasets(recipe, sources) -> list[Problem]:
-    """Problems `validate` can see without a tokenizer: missing files, malformed leading records."""
-    problems = []
+@dataclass
+class DataCheck:
+    """What `validate` finds in the data without a tokenizer."""
+
+    problems: list[Problem]
+    examples: list[int | None]  # per dataset: the examples its records give at most; None when not read (hub)
+
+
+def read_datasets(recipe, sources, encoder_decoder: bool = False) -> DataCheck:
+    """Every record of every local dataset read and turned into conversations, as training will:
+    missing files, malformed or misshapen records anywhere in the file, filters that leave nothing.
+    Counts are upper bounds: examples longer than max_length and length_policy drop are only seen
+    with the tokenizer (`qlorafx preprocess`)."""
+    problems, counts = [], []
     for i, dataset in enumerate(recipe.data.datasets):
+        key = f"data.datasets.{i}.path"
         if is_hub(dataset.path):
-            continue  # checking a hub dataset needs the hub; train and preprocess do
+            counts.append(None)  # checking a hub dataset needs the hub; train and preprocess do
+            continue
+        filtered: Counter = Counter()
         try:
-            conversations_of(read_records(Path(dataset.path), limit=PEEK_RECORDS), dataset, Counter())
+            conversations = conversations_of(read_records(Path(dataset.path)), dataset, filtered)
         except (DataFileError, DataError) as err:
-            key = f"data.datasets.{i}.path"
             problems.append(Problem(key, str(err), sources.where(key)))
-    return problems
+            counts.append(None)
+            continue
+        if not conversations:
+            problems.append(Problem(key, f"{dataset.path}: no examples left after filtering ({dict(filtered)})",
+                                    sources.where(key)))
+        # an encoder-decoder model learns each assistant turn as an example of its own
+        found = sum(t.role == "assistant" for c in conversations for t in c) if encoder_decoder else len(conversations)
+        counts.append(min(found, dataset.max_examples) if dataset.max_examples is not None else found)
+    return DataCheck(problems, counts)
+
+
+def check_datasets(recipe, sources) -> list[Problem]:
+    return read_datasets(recipe, sources).problems
+
+
+def split_problems(recipe, sources, check: DataCheck) -> list[Problem]:
+    """A validation split that leaves no training example, as prepare() would find it."""
+    if not check.examples or any(n is None for n in check.examples):
+        return []
+    total = sum(check.examples)
+    try:
+        _val_count(total, recipe.data.val_size, at_most=True)
+    except DataError as err:
+        return [Problem("data.val_size", str(err), sources.where("data.val_size"))]
+    return []
 
 
 def _tokenize_dataset(dataset: DatasetBase, recipe, tokenizer, report: DatasetReport, encoder_decoder: bool,
@@ -154,10 +188,13 @@ def load_dataset(dataset: DatasetBase, recipe, tokenizer, log=print, encoder_dec
     return report
 
 
-def _val_count(total: int, val_size: float) -> int:
+def _val_count(total: int, val_size: float, at_most: bool = False) -> int:
+    """``at_most``: ``total`` counts the examples before any are dropped for length (validate's count)."""
     count = round(total * val_size) if val_size < 1 else int(val_size)
     if count >= total:
-        raise DataError(f"data.val_size {val_size:g} leaves no training examples out of {total}")
+        found = f"the data gives at most {total} examples" if at_most else f"the data gives {total} examples"
+        raise DataError(f"data.val_size {val_size:g} leaves no training examples: {found}; "
+                        f"set it below {total}, or to a fraction such as 0.05")
     return count
 
 
@@ -167,16 +204,23 @@ def _weighted(items: list, weight: float, rng: random.Random) -> list:
     return items * whole + rng.sample(items, round(len(items) * share))
 
 
+def encoder_decoder_problems(recipe) -> list[tuple[str, str]]:
+    """(key, message) for each data option that an encoder-decoder model cannot honour."""
+    d, found = recipe.data, []
+    if d.packing:
+        found.append(("data.packing", "true, but the model is an encoder-decoder (T5 family): packing would put "
+                                      "several prompts into one encoder row and their responses into one decoder row; "
+                                      "set data.packing=false (data.group_by_length=true keeps padding low instead)"))
+    if d.train_on_inputs:
+        found.append(("data.train_on_inputs", "true, but the model is an encoder-decoder (T5 family): the prompt is "
+                                              "the encoder's input and is never predicted; set data.train_on_inputs=false"))
+    return found
+
+
 def check_encoder_decoder(recipe) -> None:
     """Data options that an encoder-decoder model cannot honour are refused, not ignored."""
-    d = recipe.data
-    if d.packing:
-        raise DataError("data.packing: true, but the model is an encoder-decoder (T5 family): packing would put "
-                        "several prompts into one encoder row and their responses into one decoder row; set "
-                        "data.packing=false (data.group_by_length=true keeps padding low instead)")
-    if d.train_on_inputs:
-        raise DataError("data.train_on_inputs: true, but the model is an encoder-decoder (T5 family): the prompt "
-                        "is the encoder's input and is never predicted; set data.train_on_inputs=false")
+    for key, message in encoder_decoder_problems(recipe):
+        raise DataError(f"{key}: {message}")
 
 
 def prepare(recipe, tokenizer, log=print, encoder_decoder: bool = False) -> Prepared:

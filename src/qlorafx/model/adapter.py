@@ -7,7 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
-from qlorafx.errors import UserError
+from qlorafx.errors import UserError, shown
 from qlorafx.model import adapter_files
 from qlorafx.model.loaders import PRETRAINED
 from qlorafx.model.lora_support import mutates_base
@@ -18,12 +18,19 @@ from qlorafx.run_files import ADAPTER_DIR, INITIAL_ADAPTER
 CHECKPOINTING = {"use_reentrant": False}
 
 
-class TargetError(UserError):
+class LoraOptionError(UserError):
+    """A LoRA option (``key``) does not fit this model; ``detail`` says how."""
+
+    def __init__(self, key: str, detail: str):
+        self.key, self.detail = key, detail
+        super().__init__(f"{key} {detail}")
+
+
+class TargetError(LoraOptionError):
     """lora.target_modules matches no layer; the message lists the linear layers there are."""
 
-
-class LoraOptionError(UserError):
-    """modules_to_save, layers_to_transform or init_from do not fit this model."""
+    def __init__(self, detail: str):
+        super().__init__("lora.target_modules", detail)
 
 
 def linear_layer_names(model) -> list[str]:
@@ -62,32 +69,40 @@ def lora_layers(names: list[str], lora) -> list[str]:
     return [n for n in found if not any(n == m or n.endswith("." + m) for m in lora.modules_to_save)]
 
 
-def check_targets(model, targets) -> None:
-    names = linear_layer_names(model)
+def check_target_names(names: list[str], targets) -> None:
+    """``names``: the model's linear layers (from its skeleton, or from its config: model/layer_plan.py)."""
     if not matched_layers(names, targets):
         leaves = sorted({n.rsplit(".", 1)[-1] for n in names})
-        raise TargetError(
-            f"lora.target_modules {targets!r} matches no linear layer of this model; "
-            f"its linear layers are named {', '.join(leaves)} (or use 'all-linear')"
-        )
+        raise TargetError(f"{shown(targets)} matches no linear layer of this model; its linear layers are named "
+                          f"{', '.join(leaves)} (or use 'all-linear')")
 
 
-def check_lora(model, recipe) -> None:
-    """Every LoRA option against the model's skeleton (meta device): what the recipe alone cannot show."""
-    lora = recipe.lora
-    check_targets(model, lora.target_modules)
-    names = linear_layer_names(model)
+def check_targets(model, targets) -> None:
+    check_target_names(linear_layer_names(model), targets)
+
+
+def check_lora_names(names: list[str], lora) -> None:
+    """What the linear layers' names alone decide: targets that match, layers that exist, something to wrap."""
+    check_target_names(names, lora.target_modules)
     if lora.layers_to_transform is not None:
         present = sorted({i for n in matched_layers(names, lora.target_modules) if (i := layer_index(n)) is not None})
         absent = [i for i in lora.layers_to_transform if i not in present]
         if absent:
             where = f"layers {present[0]} to {present[-1]}" if present else "no numbered layers"
-            raise LoraOptionError(f"lora.layers_to_transform {absent} names layers this model does not have: "
-                                  f"its targeted layers are {where}")
-    _check_modules_to_save(model, names, recipe)
+            raise LoraOptionError("lora.layers_to_transform", f"{shown(absent)} names layers this model does not have: "
+                                                              f"its targeted layers are {where}")
     if not lora_layers(names, lora):
-        raise LoraOptionError("lora: no layer is left to wrap once layers_to_transform and modules_to_save are applied; "
-                              "widen target_modules or layers_to_transform")
+        raise LoraOptionError("lora", "no layer is left to wrap once layers_to_transform and modules_to_save are "
+                                      "applied; widen target_modules or layers_to_transform")
+
+
+def check_lora(model, recipe) -> None:
+    """Every LoRA option against the model's skeleton (meta device): what the recipe alone cannot show."""
+    lora = recipe.lora
+    names = linear_layer_names(model)
+    check_target_names(names, lora.target_modules)
+    _check_modules_to_save(model, names, recipe)
+    check_lora_names(names, lora)
     if lora.init_from:
         _check_init_from(model, names, recipe)
 
@@ -101,12 +116,12 @@ def _check_modules_to_save(model, linear_names: list[str], recipe) -> None:
         if not hits:
             own = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
                           if n and n not in quantized and next(m.parameters(recurse=False), None) is not None})
-            raise LoraOptionError(f"lora.modules_to_save {wanted!r} names no module of this model; modules that can "
+            raise LoraOptionError("lora.modules_to_save", f"{shown(wanted)} names no module of this model; modules that can "
                                   f"train in full are named {', '.join(own)}")
         frozen = [n for n in hits if n in quantized]
         if frozen:
             raise LoraOptionError(
-                f"lora.modules_to_save {wanted!r} names {len(frozen)} layers stored in {bits} bits (e.g. {frozen[0]}); "
+                "lora.modules_to_save", f"{shown(wanted)} names {len(frozen)} layers stored in {bits} bits (e.g. {frozen[0]}); "
                 f"quantized weights cannot train in full. Give them LoRA through target_modules instead, "
                 f"or set quantization.bits: 16")
 
@@ -121,26 +136,26 @@ def _check_init_from(model, linear_names: list[str], recipe) -> None:
     ours = {"r": lora.r, "alpha": lora.alpha, "use_dora": lora.use_dora, "use_rslora": lora.use_rslora,
             "bias": lora.bias, "modules_to_save": sorted(lora.modules_to_save),
             "layers_to_transform": lora.layers_to_transform}
-    differ = [f"lora.{k} is {ours[k]!r} but the adapter has {theirs[k]!r}" for k in ours if ours[k] != theirs[k]]
+    differ = [f"lora.{k} is {shown(ours[k])} but the adapter has {shown(theirs[k])}" for k in ours if ours[k] != theirs[k]]
     if differ:
-        raise LoraOptionError(f"lora.init_from {folder}: the adapter does not have this recipe's LoRA shape: "
+        raise LoraOptionError("lora.init_from", f"{folder}: the adapter does not have this recipe's LoRA shape: "
                               f"{'; '.join(differ)}. Set these to the adapter's values (the recipe must describe "
                               f"the adapter it trains)")
     adapter_config = _AdapterLora(config)
     want, have = set(lora_layers(linear_names, lora)), set(lora_layers(linear_names, adapter_config))
     if want != have:
         extra, missing = sorted(have - want), sorted(want - have)
-        raise LoraOptionError(f"lora.init_from {folder}: the adapter wraps {len(have)} layers, lora.target_modules picks "
+        raise LoraOptionError("lora.init_from", f"{folder}: the adapter wraps {len(have)} layers, lora.target_modules picks "
                               f"{len(want)}" + (f"; only the adapter has {extra[0]}" if extra else "")
                               + (f"; only the recipe has {missing[0]}" if missing else "")
-                              + f". Set lora.target_modules to {config.get('target_modules')!r}")
+                              + f". Set lora.target_modules to {shown(config.get('target_modules'))}")
     if recipe.model.loader == PRETRAINED and not adapter_files.same_base(config.get("base_model_name_or_path"), recipe.model.path):
-        raise LoraOptionError(f"lora.init_from {folder}: the adapter was trained on {config['base_model_name_or_path']}, "
+        raise LoraOptionError("lora.init_from", f"{folder}: the adapter was trained on {config['base_model_name_or_path']}, "
                               f"but model.path is {recipe.model.path}; set model.path to the base it needs")
     shapes = {n: (m.in_features, m.out_features) for n, m in model.named_modules() if n in set(linear_names)}
     wrong = adapter_files.shape_mismatches(folder, shapes)
     if wrong:
-        raise LoraOptionError(f"lora.init_from {folder}: the adapter does not fit this model's layers, so it was trained "
+        raise LoraOptionError("lora.init_from", f"{folder}: the adapter does not fit this model's layers, so it was trained "
                               f"on another base: {', '.join(wrong[:3])}")
 
 

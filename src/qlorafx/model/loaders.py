@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from qlorafx import processes
+from qlorafx.errors import UserError
 from qlorafx.model.architecture import auto_class, is_encoder_decoder
 from qlorafx.registry import Registry
 from qlorafx.run_files import BASE_MODEL_DIR
@@ -22,9 +23,20 @@ MODEL_LOADERS: Registry[Any] = Registry("model loader")
 PRETRAINED, FROM_CONFIG = "pretrained", "from_config"
 
 
+class ModelSourceError(UserError):
+    """model.path or model.tokenizer does not give what it should; ``key`` names which."""
+
+    def __init__(self, key: str, detail: str):
+        self.key, self.detail = key, detail
+        super().__init__(f"{key} {detail}")
+
+
+class NotCachedLocally(UserError):
+    """A hub model whose files are not on this machine, asked for without the network (validate)."""
+
+
 def _unloadable(key: str, name: str, what: str, err: Exception):
-    """A UserError naming the recipe key: a local folder that does not hold it, or a hub id the hub cannot give."""
-    from qlorafx.errors import UserError
+    """An error naming the recipe key: a local folder that does not hold it, or a hub id the hub cannot give."""
     from qlorafx.hub import offline_reason
 
     detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
@@ -36,7 +48,7 @@ def _unloadable(key: str, name: str, what: str, err: Exception):
     else:
         reason = (f"it is not a local folder, and the hub is unreachable or has no such model ({detail}); "
                   "check the id and the network, or point it at a local folder")
-    return UserError(f"{key} {name!r}: cannot load its {what}: {reason}")
+    return ModelSourceError(key, f"{name!r}: cannot load its {what}: {reason}")
 
 
 def _check_hub(name: str) -> None:
@@ -62,11 +74,18 @@ def _load_tokenizer(name: str, recipe, key: str = "model.path"):
 
 
 def skeleton(config):
-    """The model's module tree with no memory behind it: enough to check LoRA targets before loading."""
+    """The model's module tree with no memory behind it: enough to check LoRA targets before loading.
+    A config that transformers' config class accepts but its model code cannot build (an activation
+    it does not know, say) is the user's input: a UserError, not a traceback."""
     import torch
 
-    with torch.device("meta"):
-        return auto_class(config).from_config(config)
+    try:
+        with torch.device("meta"):
+            return auto_class(config).from_config(config)
+    except (KeyError, ValueError, TypeError, IndexError, AssertionError, ZeroDivisionError) as err:
+        detail = (str(err).strip().splitlines() or [""])[0][:200]
+        raise UserError(f"transformers cannot build a {config.model_type} model from its config "
+                        f"({type(err).__name__}: {detail}); check model.config (or the config.json of model.path)") from None
 
 
 def load_weights(path: str, recipe, compute_dtype: str, quant_config):
@@ -100,14 +119,21 @@ class Pretrained:
         key = "model.tokenizer" if recipe.model.tokenizer else "model.path"
         return _load_tokenizer(recipe.model.tokenizer or recipe.model.path, recipe, key)
 
-    def config(self, recipe, tokenizer):
+    def config(self, recipe, tokenizer, local_only: bool = False):
+        """``local_only``: a local folder or the hub cache only (NotCachedLocally otherwise); no network."""
         from transformers import AutoConfig
 
         m = recipe.model
-        _check_hub(m.path)
+        if not local_only:
+            _check_hub(m.path)
         try:
-            return AutoConfig.from_pretrained(m.path, revision=m.revision, trust_remote_code=m.trust_remote_code)
+            return AutoConfig.from_pretrained(m.path, revision=m.revision, trust_remote_code=m.trust_remote_code,
+                                              local_files_only=local_only)
         except (OSError, ValueError) as err:
+            if local_only and not Path(m.path).exists():
+                raise NotCachedLocally(f"the model's config, data.max_length and the LoRA targets: {m.path} is a hub "
+                                       "id whose config is not in the local cache, and validate stays offline; train "
+                                       "downloads it and checks them") from None
             raise _unloadable("model.path", m.path, "config", err) from None
 
     def model(self, recipe, tokenizer, run_dir: Path, compute_dtype: str, quant_config):
@@ -123,14 +149,15 @@ class FromConfig:
         return _load_tokenizer(recipe.model.tokenizer, recipe, "model.tokenizer") if recipe.model.tokenizer else byte_tokenizer()
 
     def config(self, recipe, tokenizer):
-        from transformers import AutoConfig
+        """transformers' config class built from model.config, checked (model/config_check.py); the
+        tokenizer gives what the user left out: the vocabulary size and the special tokens' ids."""
+        from qlorafx.model.config_check import build_config
 
         fields = dict(recipe.model.config)
         model_type = fields.pop("model_type")
-        fields.setdefault("vocab_size", len(tokenizer))
-        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
-            fields.setdefault(name, getattr(tokenizer, name))
-        config = AutoConfig.for_model(model_type, **fields)
+        defaults = {"vocab_size": len(tokenizer),
+                    **{name: getattr(tokenizer, name) for name in ("bos_token_id", "eos_token_id", "pad_token_id")}}
+        config = build_config(model_type, fields, defaults)
         if is_encoder_decoder(config) and "decoder_start_token_id" not in fields:
             config.decoder_start_token_id = tokenizer.pad_token_id  # T5's convention: the decoder starts at pad
         return config

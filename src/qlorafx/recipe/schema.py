@@ -160,6 +160,18 @@ class OptimizerSection(Section):
     lr: float = Field(2e-4, gt=0, description="Peak learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay.")
 
+    @field_validator("lr")
+    @classmethod
+    def _below_one(cls, v: float) -> float:
+        # no optimizer qlorafx runs trains at a rate of 1 or more: the first steps diverge. 1e4 for 1e-4 is a
+        # lost minus sign, so say what was probably meant.
+        if v >= 1:
+            mantissa, exponent = f"{v:e}".split("e")
+            meant = f"; did you mean {float(mantissa):g}e-{int(exponent)}?" if int(exponent) > 0 else ""
+            raise ValueError(f"a learning rate of {v:g} makes training diverge at once; learning rates are below 1 "
+                             f"(the QLoRA paper uses 2e-4 and 1e-4){meant}")
+        return v
+
 
 class SchedulerSection(Section):
     name: registry_key(SCHEDULERS) = Field("constant", description="Learning-rate schedule (registry key).")

@@ -50,11 +50,70 @@ def _model_at(loc: tuple, root: type[BaseModel] = Recipe) -> type[BaseModel] | N
     return model
 
 
+# What other tools call qlorafx's keys (peft's LoraConfig, transformers' TrainingArguments and
+# BitsAndBytesConfig, common finetuning scripts): a user who writes one is pointed to the key.
+ALIASES = {
+    "rank": "lora.r", "lora_r": "lora.r", "lora_rank": "lora.r", "lora_alpha": "lora.alpha",
+    "lora_dropout": "lora.dropout", "lora_target_modules": "lora.target_modules", "target": "lora.target_modules",
+    "learning_rate": "optimizer.lr", "optim": "optimizer.name", "optimizer": "optimizer.name",
+    "lr_scheduler_type": "scheduler.name", "lr_scheduler": "scheduler.name", "scheduler": "scheduler.name",
+    "num_train_epochs": "training.epochs", "num_epochs": "training.epochs",
+    "per_device_train_batch_size": "training.micro_batch_size", "batch_size": "training.micro_batch_size",
+    "gradient_accumulation_steps": "training.grad_accum", "gradient_accumulation": "training.grad_accum",
+    "logging_steps": "logging.every", "save_steps": "training.save_every", "eval_steps": "training.eval_every",
+    "max_seq_length": "data.max_length", "max_seq_len": "data.max_length", "sequence_len": "data.max_length",
+    "cutoff_len": "data.max_length", "model_max_length": "data.max_length", "source_max_len": "data.max_length",
+    "model_name_or_path": "model.path", "base_model": "model.path", "model_name": "model.path",
+    "load_in_4bit": "quantization.bits", "load_in_8bit": "quantization.bits",
+    "bnb_4bit_quant_type": "quantization.quant_type", "bnb_4bit_use_double_quant": "quantization.double_quant",
+    "bnb_4bit_compute_dtype": "quantization.compute_dtype", "dataset": "data.datasets", "datasets": "data.datasets",
+}
+
+
+def _sections(model: type[BaseModel], at: str = "") -> dict[str, list[str]]:
+    """Every key of the recipe -> the sections that hold it (dotted; a dataset entry as data.datasets.N)."""
+    found: dict[str, list[str]] = {}
+    for name, info in model.model_fields.items():
+        found.setdefault(name, []).append(at)
+        inner = f"{at}.{name}" if at else name
+        if typing.get_origin(info.annotation) is list or name == "datasets":
+            inner += ".N"
+        for sub in _models_in(info.annotation):
+            for key, places in _sections(sub, inner).items():
+                found.setdefault(key, []).extend(p for p in places if p not in found.get(key, []))
+    if model is Recipe:  # the dataset entries: each format's own section
+        for key in FORMATS.keys():
+            for name, places in _sections(FORMATS.get(key).section, "data.datasets.N").items():
+                found.setdefault(name, []).extend(p for p in places if p not in found[name])
+    return found
+
+
+def _where_else(key: str, here: str, root: type[BaseModel]) -> str | None:
+    """Where a key that is unknown here does belong: another section of the recipe, or what qlorafx calls it."""
+    if root is not Recipe:
+        return None
+    places = [p for p in _sections(Recipe).get(key, []) if p != here]
+    if places:
+        named = " and ".join(p or "the top level" for p in places)
+        return f"{key} is a key of {named}: move it there ({places[0] + '.' if places[0] else ''}{key})"
+    meant = ALIASES.get(key)
+    if meant:
+        section, _, leaf = meant.rpartition(".")
+        return f"did you mean {leaf!r}?" if section == here else f"did you mean {meant}? ({key} is what other tools call it)"
+    everywhere = _sections(Recipe)
+    close = difflib.get_close_matches(key, list(everywhere), n=1, cutoff=0.8)
+    if close:
+        place = everywhere[close[0]][0]
+        return f"did you mean {place + '.' if place else ''}{close[0]}?"
+    return None
+
+
 def _unknown_key(loc: tuple, root: type[BaseModel] = Recipe) -> str:
     model = _model_at(loc, root)
     known = list(model.model_fields) if model else []
     close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]!r}?" if close else "remove it"
+    here = re.sub(r"\.\d+(\.|$)", r".N\1", _dotted(loc[:-1]))
+    hint = f"did you mean {close[0]!r}?" if close else (_where_else(str(loc[-1]), here, root) or "remove it")
     listing = f" (known keys here: {', '.join(known)})" if known else ""
     return f"unknown key; {hint}{listing}"
 

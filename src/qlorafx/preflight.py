@@ -1,0 +1,111 @@
+"""Every check `train` makes short of loading weights, made without torch: what `qlorafx validate` runs.
+
+The recipe itself was checked when it loaded (schema, registry names, cross-field rules). Here:
+the data, read in full and turned into conversations as training will; the model's config, built
+by transformers' own config class (qlorafx.model.config_check); what the recipe asks of that model
+(max_length, LoRA targets and layers); the validation split against the examples there are; the
+metrics backends' packages; and the output directory as `train` (with the same flags) would find it.
+
+What cannot be checked without torch, a tokenizer or the hub is listed as a note, so `ok` never
+claims more than was checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qlorafx.errors import Problem, UserError
+
+
+@dataclass
+class Preflight:
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was not checked, and why
+
+
+def _problem(loaded, key: str, message: str) -> Problem:
+    return Problem(key, message, loaded.sources.where(key))
+
+
+def _model_config(loaded, found: Preflight):
+    """The model's config as train builds it, or None (with a problem or a note saying why)."""
+    from qlorafx.model.config_check import ModelConfigError
+    from qlorafx.model.loaders import MODEL_LOADERS, ModelSourceError, NotCachedLocally
+
+    recipe = loaded.recipe
+    m = recipe.model
+    if m.trust_remote_code:
+        found.notes.append("the model's config, data.max_length and the LoRA targets: with trust_remote_code the "
+                           "config class is the model's own code, which validate does not run; train checks them")
+        return None
+    loader = MODEL_LOADERS.get(m.loader)
+    try:
+        if m.loader == "pretrained":
+            return loader.config(recipe, None, local_only=True)
+        return loader.config(recipe, loader.tokenizer(recipe))
+    except ModelConfigError as err:
+        found.problems += [_problem(loaded, p.key, p.message) for p in err.problems]
+    except ModelSourceError as err:
+        found.problems.append(_problem(loaded, err.key, err.detail))
+    except NotCachedLocally as missing:
+        found.notes.append(str(missing))
+    return None
+
+
+def _model_checks(loaded, config, found: Preflight) -> None:
+    from qlorafx.data.build import encoder_decoder_problems
+    from qlorafx.model.adapter import LoraOptionError, check_lora_names
+    from qlorafx.model.architecture import is_encoder_decoder
+    from qlorafx.model.config_check import layers_past_the_end, recipe_fits_config
+    from qlorafx.model.layer_plan import linear_layer_names
+
+    recipe = loaded.recipe
+    found.problems += [_problem(loaded, p.key, p.message) for p in recipe_fits_config(recipe, config)]
+    if is_encoder_decoder(config):
+        found.problems += [_problem(loaded, key, message) for key, message in encoder_decoder_problems(recipe)]
+    names = linear_layer_names(config)
+    if names is None:
+        found.problems += [_problem(loaded, p.key, p.message) for p in layers_past_the_end(recipe, config)]
+        found.notes.append(f"lora.target_modules: a {config.model_type} model's layer names are known only once it "
+                           "is built; train checks them on its skeleton before any weight loads")
+        return
+    try:
+        check_lora_names(names, recipe.lora)
+    except LoraOptionError as err:
+        found.problems.append(_problem(loaded, err.key, err.detail))
+
+
+def _output_dir(loaded, overwrite: bool, resume: bool | str, force: bool, found: Preflight) -> None:
+    from qlorafx.train import checkpoints, run_dir
+
+    out = Path(loaded.recipe.output_dir)
+    try:
+        if resume:
+            checkpoints.resume_point(out, resume if isinstance(resume, str) else None, force, loaded.to_yaml())
+        else:
+            run_dir.prepare(out, overwrite, dry_run=True)
+    except checkpoints.AlreadyFinished as done:
+        found.notes.append(f"output_dir: {done}; train --resume would stop at once")
+    except UserError as err:
+        found.problems.append(_problem(loaded, "output_dir", str(err).removeprefix("output_dir ")))
+
+
+def preflight(loaded, overwrite: bool = False, resume: bool | str = False, force: bool = False) -> Preflight:
+    from qlorafx.data.build import read_datasets, split_problems
+    from qlorafx.model.architecture import is_encoder_decoder
+    from qlorafx.train.backends import backend_problems
+
+    found = Preflight()
+    config = _model_config(loaded, found)
+    if config is not None:
+        _model_checks(loaded, config, found)
+    data = read_datasets(loaded.recipe, loaded.sources, encoder_decoder=config is not None and is_encoder_decoder(config))
+    found.problems += data.problems + split_problems(loaded.recipe, loaded.sources, data)
+    if any(n is None for n in data.examples) and not data.problems:
+        found.notes.append("hub datasets: train and preprocess load them from the hub")
+    found.notes.append("examples longer than data.max_length: that needs the tokenizer (qlorafx preprocess "
+                       "counts them)")
+    found.problems += backend_problems(loaded.recipe, loaded.sources)
+    _output_dir(loaded, overwrite, resume, force, found)
+    return found

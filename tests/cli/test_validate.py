@@ -1,0 +1,122 @@
+"""`qlorafx validate` checks what `train` would refuse, and says what it could not check (in-process: main())."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from qlorafx.cli.main import main
+
+TINY = "{model_type: llama, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 2}"
+
+
+@pytest.fixture
+def recipe(tmp_path: Path) -> Path:
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps({"instruction": f"Say {i}.", "output": f"{i}"}) + "\n"
+                                                  for i in range(10)))
+    path = tmp_path / "recipe.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        model: {{loader: from_config, config: {TINY}}}
+        data:
+          datasets: [{{path: train.jsonl, format: alpaca}}]
+        output_dir: {tmp_path / 'run'}
+        """))
+    return path
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main(["validate", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def finished_run(folder: Path) -> None:
+    folder.mkdir()
+    (folder / "recipe.yaml").write_text("output_dir: run\n")
+    (folder / "run.json").write_text('{"status": "finished"}\n')
+
+
+def test_a_finished_run_in_output_dir_is_refused_unless_overwrite_is_given(recipe, tmp_path, capsys):
+    finished_run(tmp_path / "run")
+    code, _, err = run(capsys, recipe)
+    assert code == 2 and f"output_dir ({recipe}:4): {tmp_path / 'run'} already holds a finished run; pass --overwrite" in err
+    code, out, _ = run(capsys, recipe, "--overwrite")
+    assert code == 0 and out.startswith("ok: ")
+    assert (tmp_path / "run" / "run.json").is_file()  # validate only looks
+
+
+def test_resume_is_checked_as_train_would(recipe, tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "recipe.yaml").write_text("output_dir: run\n")  # started, but no checkpoint yet
+    code, _, err = run(capsys, recipe, "--resume")
+    assert code == 2 and f"{tmp_path / 'run'} holds no complete checkpoint to resume from" in err
+    finished_run(tmp_path / "done")
+    code, out, _ = run(capsys, recipe, "--resume", f"output_dir={tmp_path / 'done'}")
+    assert code == 0 and "not checked: output_dir: " in out and "nothing to resume" in out
+
+
+def test_every_problem_train_would_meet_is_reported_at_once(recipe, tmp_path, capsys):
+    finished_run(tmp_path / "run")
+    code, _, err = run(capsys, recipe, "data.max_length=4096", "data.val_size=10", "lora.layers_to_transform=[2]")
+    assert code == 2
+    assert err.splitlines()[0] == f"error: {recipe}: 4 problems:"
+    assert "data.max_length (command line): 4096 tokens, but this llama model has position embeddings for 2048" in err
+    assert "data.val_size (command line): data.val_size 10 leaves no training examples: the data gives at most 10" in err
+    assert "lora.layers_to_transform (command line): [2] names layers this model does not have" in err
+    assert f"output_dir ({recipe}:4): {tmp_path / 'run'} already holds a finished run" in err
+
+
+def test_recipe_problems_come_first_all_together(recipe, capsys):
+    """The deeper checks need a recipe that loads: its own problems are reported first, every one of them."""
+    code, _, err = run(capsys, recipe, "optimizer.lr=2e4", "max_steps=3")
+    assert code == 2 and err.splitlines()[0] == f"error: {recipe}: 2 problems:"
+    assert "optimizer.lr (command line): a learning rate of 20000 makes training diverge at once" in err
+    assert "max_steps (command line): unknown key; max_steps is a key of training: move it there" in err
+
+
+def test_a_t5_recipe_with_packing_is_refused_by_validate_too(recipe, capsys):
+    code, _, err = run(capsys, recipe, "model.config={model_type: t5, d_model: 64, d_ff: 128, d_kv: 32, num_layers: 2, "
+                                       "num_heads: 2}")
+    assert code == 2 and f"data.packing ({recipe}:2): true, but the model is an encoder-decoder" in err
+
+
+def test_what_cannot_be_checked_is_said(recipe, capsys, monkeypatch):
+    code, out, _ = run(capsys, recipe, "model.config={model_type: gpt2, n_layer: 2, n_embd: 64, n_head: 2}")
+    assert code == 0
+    assert "  not checked: lora.target_modules: a gpt2 model's layer names are known only once it is built" in out
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, out, _ = run(capsys, recipe, "model.loader=pretrained", "model.path=some-org/not-on-this-machine",
+                       "model.config={}")
+    assert code == 0
+    assert "not checked: the model's config, data.max_length and the LoRA targets: some-org/not-on-this-machine is a " \
+           "hub id whose config is not in the local cache" in out
+
+
+def test_a_local_model_folder_has_its_config_checked(recipe, tmp_path, capsys):
+    from transformers import AutoConfig
+
+    AutoConfig.for_model("llama", hidden_size=64, num_attention_heads=2, max_position_embeddings=128).save_pretrained(
+        tmp_path / "base")
+    code, _, err = run(capsys, recipe, "model.loader=pretrained", f"model.path={tmp_path / 'base'}", "model.config={}",
+                       "data.max_length=256", "lora.target_modules=[qkv]")
+    assert code == 2
+    assert "data.max_length (command line): 256 tokens, but this llama model has position embeddings for 128" in err
+    assert "lora.target_modules (command line): [qkv] matches no linear layer of this model" in err
+
+
+def test_train_refuses_a_misspelt_config_key_before_writing_anything(recipe, tmp_path, capsys):
+    assert main(["train", str(recipe), "model.config.hiden_size=64"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: model.config.hiden_size: not a field of transformers' LlamaConfig, so nothing would "
+                          "read it; did you mean 'hidden_size'?")
+    assert not (tmp_path / "run").exists()
+
+
+def test_estimate_refuses_a_max_length_past_the_position_embeddings(recipe, capsys):
+    assert main(["estimate", str(recipe), "data.max_length=10000000"]) == 2
+    assert capsys.readouterr().err == ("error: data.max_length: 10000000 tokens, but this llama model has position "
+                                       "embeddings for 2048 (max_position_embeddings); set data.max_length to 2048 or "
+                                       "less\n")
