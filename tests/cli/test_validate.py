@@ -34,7 +34,10 @@ def run(capsys, *argv) -> tuple[int, str, str]:
 
 
 def finished_run(folder: Path) -> None:
+    from qlorafx.train.run_dir import RUN_MARKER
+
     folder.mkdir()
+    (folder / RUN_MARKER).write_text("")
     (folder / "recipe.yaml").write_text("output_dir: run\n")
     (folder / "run.json").write_text('{"status": "finished"}\n')
 
@@ -49,8 +52,8 @@ def test_a_finished_run_in_output_dir_is_refused_unless_overwrite_is_given(recip
 
 
 def test_resume_is_checked_as_train_would(recipe, tmp_path, capsys):
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "recipe.yaml").write_text("output_dir: run\n")  # started, but no checkpoint yet
+    finished_run(tmp_path / "run")
+    (tmp_path / "run" / "run.json").unlink()  # started, but no checkpoint yet
     code, _, err = run(capsys, recipe, "--resume")
     assert code == 2 and f"{tmp_path / 'run'} holds no complete checkpoint to resume from" in err
     finished_run(tmp_path / "done")
