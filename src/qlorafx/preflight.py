@@ -31,7 +31,7 @@ def _problem(loaded, key: str, message: str) -> Problem:
 def _model_config(loaded, found: Preflight):
     """The model's config as train builds it, or None (with a problem or a note saying why)."""
     from qlorafx.model.config_check import ModelConfigError
-    from qlorafx.model.loaders import MODEL_LOADERS, ModelSourceError, NotCachedLocally
+    from qlorafx.model.loaders import MODEL_LOADERS, PRETRAINED, ModelSourceError, NotCachedLocally
 
     recipe = loaded.recipe
     m = recipe.model
@@ -41,7 +41,7 @@ def _model_config(loaded, found: Preflight):
         return None
     loader = MODEL_LOADERS.get(m.loader)
     try:
-        if m.loader == "pretrained":
+        if m.loader == PRETRAINED:
             return loader.config(recipe, None, local_only=True)
         return loader.config(recipe, loader.tokenizer(recipe))
     except ModelConfigError as err:
