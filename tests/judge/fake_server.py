@@ -7,6 +7,7 @@ Contestant models answer a question in a known way; judge models follow one rule
     longer                  the longer answer wins ([[A]] or [[B]]), whichever position it is in
     longer-score            score mode: "8 4" for the longer answer first, "4 8" for it second
     garbage                 a reply with no verdict
+    rambling                a reply cut off (finish_reason 'length') before its verdict
 
 Every request is logged (model, messages, whether it was answered); ``hold_judge_after(n)`` lets the
 next n judge requests through and holds the rest until ``release()`` (a comparison can be killed
@@ -28,7 +29,7 @@ from fastapi import FastAPI, Request as HttpRequest
 from fastapi.responses import JSONResponse
 
 CONTESTANTS = {"short", "medium", "long"}
-JUDGES = {"first", "longer", "longer-score", "garbage"}
+JUDGES = {"first", "longer", "longer-score", "garbage", "rambling"}
 ANSWER = re.compile(r"\[Answer of assistant (A|B|1|2)\]\n(.*?)\n\[End of answer of assistant \1\]", re.S)
 
 
@@ -44,6 +45,8 @@ def judge_reply(model: str, user: str) -> str:
         return "Assistant A answers first, which I like.\n[[A]]"
     if model == "garbage":
         return "Both answers have merit; it is hard to say."
+    if model == "rambling":
+        return "Let me consider every aspect of both answers in turn, starting with"
     a, b = (m.group(2) for m in ANSWER.finditer(user))
     if model == "longer":
         return f"Comparing lengths: {len(a)} and {len(b)}.\n" + ("[[A]]" if len(a) > len(b) else "[[B]]" if len(b) > len(a) else "[[C]]")
@@ -160,7 +163,8 @@ class FakeServer:
             text = contestant_answer(entry.model, user) if entry.model in CONTESTANTS else judge_reply(entry.model, user)
             entry.answered = True
             return {"id": "x", "object": "chat.completion", "created": int(time.time()), "model": entry.model,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                 "finish_reason": "length" if entry.model == "rambling" else "stop"}],
                     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
 
         return app

@@ -166,3 +166,11 @@ def test_a_contestant_without_a_chat_template_answers_by_completion(server, tmp_
     assert [r.api for r in server.contestant_requests()].count("chat") == 2  # 'long' answers by chat
     answers = [json.loads(l) for l in (tmp_path / "out" / "answers" / "base.jsonl").read_text().splitlines()]
     assert answers[0]["answer"] == "Yes." and by_name(results)["long"]["wins"] == 2
+
+
+def test_a_verdict_cut_off_by_max_tokens_says_so(server, tmp_path):
+    results = judge(write_comparison(tmp_path, server.url, judge="rambling", contestants=("short", "long"), questions=1))
+    assert results["counts"]["unparseable"] == 2
+    assert results["unparseable"][0]["reason"] == ("last line is not [[A]], [[B]] or [[C]]: 'Let me consider every aspect "
+                                                   "of both answers in turn, starting with'; the reply stopped at "
+                                                   "judge.max_tokens, before its verdict: raise it")

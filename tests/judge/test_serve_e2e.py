@@ -84,6 +84,8 @@ def test_tiny_served_contestants_and_judge(served, tmp_path, capsys):
     report = (tmp_path / "out" / "report.md").read_text()
     assert f"**Most of the judge's verdicts were unparseable: {counts['unparseable']} of 12" in report
     assert "Most of the judge's verdicts were unparseable" in out
+    cut = [u for u in results["unparseable"] if u["reason"].endswith("the reply stopped at judge.max_tokens, before its verdict: raise it")]
+    assert cut  # 8 tokens: the tiny judge is cut off, and the report says so
     answers = [json.loads(l) for l in (tmp_path / "out" / "answers" / "alpaca.jsonl").read_text().splitlines()]
     assert len(answers) == 2 and all(a["finish_reason"] == "length" and a["answer"] for a in answers)
     for name, run in runs.items():  # each run's card shows the comparison, unparseable share included

@@ -94,6 +94,8 @@ async def judge_all(comparison: Comparison, questions: list[Question], answers: 
             reply = {"text": got.text, "finish_reason": got.finish_reason}
             cache.put("judgments", key, reply)  # no await before this: a judgment received is a judgment kept
         verdict = parse(reply["text"])
+        if isinstance(verdict, str) and reply.get("finish_reason") == "length":  # the likely cause, for the report
+            verdict += "; the reply stopped at judge.max_tokens, before its verdict: raise it"
         found[index] = Judgment(question.id, first, second, reply["text"],
                                 verdict if isinstance(verdict, Verdict) else None,
                                 verdict if isinstance(verdict, str) else None)
