@@ -58,7 +58,7 @@ def test_killed_midway_it_resumes_without_asking_twice(server, tmp_path):
     first.send_signal(signal.SIGTERM)
     out, err = first.communicate(timeout=60)
     assert first.returncode == 130, err
-    assert "stopped: the answers and judgments received so far are cached; rerun the same command to resume" in err
+    assert "stopped (SIGTERM): the answers and judgments received so far are cached; rerun the same command to resume" in err
     assert "Traceback" not in err and not (tmp_path / "out" / "results.json").exists()
     assert len(server.judge_requests(answered=True)) == 6
 

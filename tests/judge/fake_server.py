@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import uvicorn
 from fastapi import FastAPI, Request as HttpRequest
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 
 CONTESTANTS = {"short", "medium", "long"}
 JUDGES = {"first", "longer", "longer-score", "garbage", "rambling"}
@@ -121,9 +122,16 @@ class FakeServer:
             return {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "fake"}
                                                for m in sorted(CONTESTANTS | JUDGES)]}
 
+        async def body_of(request: HttpRequest) -> dict | None:
+            try:
+                return await request.json()
+            except ClientDisconnect:  # a client killed mid-request (the resume tests do that)
+                return None
+
         @app.post("/v1/completions")
         async def completions(request: HttpRequest):
-            body = await request.json()
+            if (body := await body_of(request)) is None:
+                return error(499, "client gone")
             reply = await chat(request, {**body, "messages": [{"role": "user", "content": body["prompt"]}]}, "completions")
             if isinstance(reply, dict):  # a completion's shape: text instead of a message
                 reply["object"] = "text_completion"
@@ -132,7 +140,9 @@ class FakeServer:
 
         @app.post("/v1/chat/completions")
         async def chat_completions(request: HttpRequest):
-            return await chat(request, await request.json(), "chat")
+            if (body := await body_of(request)) is None:
+                return error(499, "client gone")
+            return await chat(request, body, "chat")
 
         async def chat(request: HttpRequest, body: dict, api: str):
             if (answer := refused(request)) is not None:

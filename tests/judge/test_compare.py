@@ -86,7 +86,10 @@ def test_score_mode_gives_relative_scores_against_the_reference(server, tmp_path
     assert found["short"]["relative_score"] == found["medium"]["relative_score"] == {"value": 0.5, "low": 0.5, "high": 0.5}
     assert found["long"]["relative_score"] is None
     assert {(p["a"], p["b"]) for p in results["pairs"]} == {("short", "long"), ("medium", "long")}
-    assert "| short | 9" in (tmp_path / "out" / "report.md").read_text() or "score vs long" in (tmp_path / "out" / "report.md").read_text()
+    ranking = (tmp_path / "out" / "report.md").read_text().split("## Ranking\n", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split(" | ")[0][2:]: line for line in ranking.splitlines() if line.startswith("| ")}
+    assert rows["contestant"].endswith("| score vs long |")
+    assert rows["short"].endswith("| 50.0% [50.0%, 50.0%] |") and rows["long"].endswith("| reference |")
 
 
 def test_the_cache_asks_for_nothing_twice_and_only_for_what_changed(server, tmp_path):

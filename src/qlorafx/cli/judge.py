@@ -7,7 +7,6 @@ comparison, rerun, asks only for what it lacks. Imports no torch (docs/judge.md)
 
 from __future__ import annotations
 
-import signal
 import sys
 
 
@@ -20,10 +19,6 @@ def add_parser(commands) -> None:
     parser.set_defaults(run=run)
 
 
-def _stop(signum, frame):
-    raise KeyboardInterrupt  # SIGTERM stops like Ctrl-C: what was received is already cached
-
-
 def run(args) -> int:
     from importlib.util import find_spec
 
@@ -31,22 +26,19 @@ def run(args) -> int:
 
     if find_spec("openai") is None:
         raise UserError("qlorafx judge needs the OpenAI client: pip install 'qlorafx[judge]'")
-    from qlorafx.judge.comparison import REPORT, plan, prepare, run_comparison, summary
+    from qlorafx.judge.comparison import REPORT, Interrupted, plan, prepare, run_comparison, summary
 
     prepared = prepare(args.comparison, args.overrides, dry_run=args.dry_run)
     try:
         if args.dry_run:
             print(plan(prepared))
             return 0
-        previous = signal.signal(signal.SIGTERM, _stop)
         try:
-            results = run_comparison(prepared)
-        except KeyboardInterrupt:
-            print("stopped: the answers and judgments received so far are cached; rerun the same command to resume",
-                  file=sys.stderr)
+            results = run_comparison(prepared)  # SIGINT and SIGTERM stop its requests in order
+        except Interrupted as stopped:
+            print(f"stopped ({stopped}): the answers and judgments received so far are cached; rerun the same command "
+                  f"to resume", file=sys.stderr)
             return 130
-        finally:
-            signal.signal(signal.SIGTERM, previous)
     finally:
         prepared.cache.close()
     print(summary(results))

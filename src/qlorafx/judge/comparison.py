@@ -10,6 +10,7 @@ and only then the paid requests, each cached as it arrives.
 from __future__ import annotations
 
 import asyncio
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -128,8 +129,38 @@ def write_outputs(p: Prepared, answers: dict[tuple[str, str], Answer], judgments
     return res
 
 
+class Interrupted(Exception):
+    """SIGINT or SIGTERM stopped the requests; every reply received is in the cache."""
+
+
+async def _ask_until_stopped(p: Prepared) -> tuple[dict[tuple[str, str], Answer], list[Judgment]]:
+    """_ask, with SIGINT and SIGTERM cancelling it from inside the event loop.
+
+    A KeyboardInterrupt raised by a Python-level handler lands in whatever task is running, which keeps
+    it as its exception and, never awaited, prints its traceback at exit; cancelling the main task lets
+    every request stop in order and the interruption come out as one Interrupted."""
+    loop, task, caught, installed = asyncio.get_running_loop(), asyncio.current_task(), [], {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous = signal.getsignal(signum)
+            loop.add_signal_handler(signum, lambda s=signum: (caught.append(s), task.cancel()))
+            installed[signum] = previous
+        except (ValueError, RuntimeError, NotImplementedError):  # not the main thread, or no such signals here
+            pass
+    try:
+        return await _ask(p)
+    except asyncio.CancelledError:
+        if caught:
+            raise Interrupted(signal.Signals(caught[0]).name) from None
+        raise
+    finally:
+        for signum, previous in installed.items():
+            loop.remove_signal_handler(signum)
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+
+
 def run_comparison(p: Prepared) -> dict[str, Any]:
-    answers, judgments = asyncio.run(_ask(p))
+    answers, judgments = asyncio.run(_ask_until_stopped(p))
     return write_outputs(p, answers, judgments)
 
 
