@@ -27,7 +27,18 @@ venv: $(VENV)/.installed
 demo: venv
 	$(BIN)/qlorafx train recipes/quickstart.yaml --overwrite
 
+# The web page's browser tests drive Debian's Chromium (Playwright's own browser download cannot run
+# offline); installed here when missing and we may, else those tests skip and say why.
 test: venv
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing chromium for the web page's browser tests"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+				|| echo "note: apt-get could not install chromium: the browser tests will skip"; \
+		else \
+			echo "note: no /usr/bin/chromium and no root apt-get to install it: the browser tests will skip"; \
+		fi; \
+	fi
 	$(BIN)/python -m pytest -q
 
 # The data-path benchmark (needs ../shared/data); writes bench/RESULTS.md. Minutes, not for CI.

@@ -1,5 +1,6 @@
-"""qlorafx serve [NAME=]RUN_DIR [...] [--host H] [--port P] [--api-key-env VAR] [--allow-adapter-loading]:
-the OpenAI-compatible HTTP API for one 4-bit base and every run's adapter on it."""
+"""qlorafx serve [NAME=]RUN_DIR [...] [--host H] [--port P] [--api-key-env VAR] [--allow-adapter-loading] [--ui]:
+the OpenAI-compatible HTTP API for one 4-bit base and every run's adapter on it; with --ui, the web chat
+page beside it on the same app and engine (one model in memory)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,12 @@ def add_parser(commands) -> None:
     parser.add_argument("--default-max-tokens", type=int, default=256, metavar="N",
                         help="new tokens when a request gives no max_tokens (default 256, less where the "
                              "model's positions run out)")
+    parser.add_argument("--ui", action="store_true",
+                        help="also serve the web chat page at /ui on the same engine: chat, side by side, answers "
+                             "kept as training data (needs the ui extra: pip install 'qlorafx[ui]')")
+    parser.add_argument("--keep", metavar="FILE.jsonl", type=Path, default=Path("chats.jsonl"),
+                        help="with --ui: the file the page's 'Keep as data' appends conversations to, in the chat "
+                             "format qlorafx train reads (default chats.jsonl in the current folder)")
     parser.set_defaults(run=run)
 
 
@@ -77,6 +84,17 @@ def check_address(host: str, port: int) -> None:
         raise ServeError(f"cannot listen on {host}:{port}: {err.strerror}; choose another --port or --host") from None
 
 
+def check_ui(args):
+    """--ui's needs, before any weight loads: gradio, and a file the page can keep conversations in."""
+    if find_spec("gradio") is None:
+        raise ServeError("--ui needs gradio: pip install 'qlorafx[ui]'")
+    from qlorafx.serve.kept import KeptChats
+
+    kept = KeptChats(args.keep)
+    kept.check_writable()
+    return kept
+
+
 def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -94,6 +112,7 @@ def run(args) -> int:
     if not 0 <= args.batch_wait_ms <= 10_000:
         raise ServeError(f"--batch-wait-ms must be between 0 and 10000, got {args.batch_wait_ms}")
     key = api_key(args.api_key_env)
+    kept = check_ui(args) if args.ui else None
     check_address(args.host, args.port)
     if not is_loopback(args.host) and key is None:
         print(f"warning: listening on {args.host} without an API key: anyone who can reach this port can use the "
@@ -111,8 +130,16 @@ def run(args) -> int:
 
     app = create_app(engine, api_key=key, allow_adapter_loading=args.allow_adapter_loading,
                      default_max_tokens=args.default_max_tokens)
+    if args.ui:
+        from qlorafx.serve.page import mount_page
+        from qlorafx.serve.webchat import Options, WebChat
+
+        mount_page(app, WebChat(engine, kept, Options(max_new_tokens=args.default_max_tokens)), api_key=key)
     models = ", ".join(m.name for m in engine.models())
     print(f"serving {models} at http://{args.host}:{args.port}/v1", file=sys.stderr)
+    if args.ui:
+        print(f"chat page at http://{args.host}:{args.port}/ui/ (kept conversations go to {kept.path})",
+              file=sys.stderr)
     try:
         uvicorn_server(app, args.host, args.port).run()
     finally:

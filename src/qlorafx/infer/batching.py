@@ -156,6 +156,27 @@ class Stream:
         return True
 
 
+async def merged(streams: list[Stream]):
+    """(row index, new text) from all rows as they come; (index, None) when a row ends."""
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def pump(index: int, stream: Stream) -> None:
+        async for piece in stream.deltas():
+            await queue.put((index, piece))
+        await queue.put((index, None))
+
+    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+    running = len(streams)
+    try:
+        while running:
+            index, piece = await queue.get()
+            running -= piece is None
+            yield index, piece
+    finally:
+        for task in tasks:
+            task.cancel()
+
+
 def batch_key(stream: Stream) -> tuple:
     """Rows that may share one generate: the same decoding (greedy, or the same sampling options);
     a seeded sampling request runs alone so that its seed gives the same answer every time."""

@@ -4,12 +4,12 @@ server-sent-event chunks (``chat.completion.chunk``; a final chunk with each cho
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
 from typing import AsyncIterator
 
+from qlorafx.infer.batching import merged
 from qlorafx.serve.protocol import ApiError
 
 
@@ -67,7 +67,7 @@ class Answer:
             if self.kind == "chat":
                 for index in range(len(self.streams)):
                     yield self._chunk([self._piece(index, None, role=True)], None, include_usage)
-            async for index, piece in _merged(self.streams):
+            async for index, piece in merged(self.streams):
                 if piece is not None:
                     yield self._chunk([self._piece(index, piece)], None, include_usage)
             done = [s.completion for s in self.streams]
@@ -83,27 +83,6 @@ class Answer:
             yield "data: [DONE]\n\n"
         finally:
             self.cancel()  # a no-op for rows already done
-
-
-async def _merged(streams: list) -> AsyncIterator[tuple[int, str | None]]:
-    """(choice index, new text) from all rows as they come; (index, None) when a row ends."""
-    queue: asyncio.Queue = asyncio.Queue()
-
-    async def pump(index: int, stream) -> None:
-        async for piece in stream.deltas():
-            await queue.put((index, piece))
-        await queue.put((index, None))
-
-    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
-    running = len(streams)
-    try:
-        while running:
-            index, piece = await queue.get()
-            running -= piece is None
-            yield index, piece
-    finally:
-        for task in tasks:
-            task.cancel()
 
 
 def _raise_failed(done: list) -> None:
