@@ -134,7 +134,7 @@ def test_side_by_side_answers_both_in_one_batch_as_each_alone(chat, engine):
     ("chat", GREEDY, "   ", "error: type a message first"),
     ("nope", GREEDY, QUESTION, "error: the model 'nope' does not exist; this server serves: base_model, alpaca, chat"),
     ("alpaca", Options(temperature=0, max_new_tokens=12, system="Be brief."), QUESTION,
-     "error: prompt for a 'alpaca' run: format 'alpaca' has no system turn"),
+     "error: the run trained on format 'alpaca', which has no system turn"),
     ("base_model", GREEDY, QUESTION, "error: the base model base_model has no chat template"),
     ("chat", Options(top_p=0), QUESTION, "error: --top-p must be in (0, 1]"),
     ("chat", GREEDY, "word " * 600, "error: the conversation is"),
@@ -150,7 +150,8 @@ def test_exchanges_that_no_longer_fit_are_left_out_of_the_prompt_and_said_so(cha
     conversation = Conversation([Message("user", "word " * 150), Message("assistant", "ok", "chat")])  # 750+ tokens
     final = updates(chat.reply("s", "chat", conversation, QUESTION, GREEDY))[-1]
     assert final.accepted and final.status.endswith(
-        f"; the oldest 1 exchange did not fit the model's {engine.context_length} positions and were left out")
+        f"; the oldest 1 exchange left out of the prompt: the conversation no longer fits the model's "
+        f"{engine.context_length} positions")
     assert recorded[0].encoded.ids == engine.encode_chat("chat", [{"role": "user", "content": QUESTION}]).ids
     assert [m.content for m in final.conversation.messages[:2]] == ["word " * 150, "ok"]  # the page still shows them
 
@@ -202,5 +203,7 @@ def test_keeping_needs_a_file_and_a_whole_conversation(engine, chat):
         Conversation().edit(5, "x")
 
 
-def test_the_model_list_puts_adapters_first(chat):
-    assert chat.model_names() == ["alpaca", "chat", "base_model"]
+def test_the_model_list_puts_adapters_first(chat, engine):
+    names = chat.model_names()
+    assert names[:2] == ["alpaca", "chat"] and names[-1] == "base_model"
+    assert sorted(names) == sorted(m.name for m in engine.models())

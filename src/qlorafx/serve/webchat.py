@@ -162,8 +162,8 @@ class WebChat:
                 yield Update(tuple(conversations), f"error: {why}", accepted=False)
                 return
             texts = [c.text for c in done]
-            notes = [f"the oldest {dropped} exchange{'s' * (dropped != 1)} did not fit the model's "
-                     f"{self.context_length} positions and were left out"] if dropped else []
+            notes = [f"the oldest {dropped} exchange{'s' * (dropped != 1)} left out of the prompt: the conversation "
+                     f"no longer fits the model's {self.context_length} positions"] if dropped else []
             if limits != [sampling.max_new_tokens] * len(limits):
                 notes.append(f"at most {min(limits)} new tokens: the model's {self.context_length} positions "
                              f"were nearly full")
