@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pydantic import BaseModel
+
 from qlorafx.errors import UserError
 from qlorafx.judge.spec import Comparison, EndpointSpec, problem, problems_error
 from qlorafx.recipe.sources import SourceMap
@@ -77,11 +79,21 @@ class Endpoint:
                 response = await self.client.chat.completions.create(model=model, messages=messages, **sampling)
             except openai.OpenAIError as err:
                 raise EndpointError(self.explain(err, model, where) + RESUME) from None
-        if not response.choices:
+            except ValueError as err:  # a 200 whose JSON is broken: the client's json.loads fails
+                raise EndpointError(self._not_openai(model, "chat completion", err)) from None
+        if not getattr(response, "choices", None):
+            if not isinstance(response, BaseModel):
+                raise EndpointError(self._not_openai(model, "chat completion", f"a {type(response).__name__}"))
             raise EndpointError(f"endpoint {self.name!r} ({self.spec.base_url}) answered model {model!r} with no choices; "
                                 f"is it an OpenAI-compatible chat endpoint?")
-        choice = response.choices[0]
-        return Reply(choice.message.content or "", choice.finish_reason)
+        try:  # the client builds its types without validating them: a 200 from a proxy or a web page gets here as is
+            choice = response.choices[0]
+            text, finish_reason = choice.message.content, choice.finish_reason
+        except (AttributeError, TypeError, IndexError, KeyError) as err:
+            raise EndpointError(self._not_openai(model, "chat completion", err)) from None
+        if not isinstance(text, (str, type(None))):
+            raise EndpointError(self._not_openai(model, "chat completion", f"content is {type(text).__name__}"))
+        return Reply(text or "", finish_reason)
 
     async def complete(self, model: str, prompt: str, *, where: str, **sampling) -> Reply:
         """One text completion (for a model without a chat template); an EndpointError once the retries are spent."""
@@ -92,11 +104,21 @@ class Endpoint:
                 response = await self.client.completions.create(model=model, prompt=prompt, **sampling)
             except openai.OpenAIError as err:
                 raise EndpointError(self.explain(err, model, where) + RESUME) from None
-        if not response.choices:
+            except ValueError as err:  # a 200 whose JSON is broken: the client's json.loads fails
+                raise EndpointError(self._not_openai(model, "completion", err)) from None
+        if not getattr(response, "choices", None):
+            if not isinstance(response, BaseModel):
+                raise EndpointError(self._not_openai(model, "completion", f"a {type(response).__name__}"))
             raise EndpointError(f"endpoint {self.name!r} ({self.spec.base_url}) answered model {model!r} with no choices; "
                                 f"is it an OpenAI-compatible completions endpoint?")
-        choice = response.choices[0]
-        return Reply(choice.text or "", choice.finish_reason)
+        try:
+            choice = response.choices[0]
+            text, finish_reason = choice.text, choice.finish_reason
+        except (AttributeError, TypeError, IndexError, KeyError) as err:
+            raise EndpointError(self._not_openai(model, "completion", err)) from None
+        if not isinstance(text, (str, type(None))):
+            raise EndpointError(self._not_openai(model, "completion", f"text is {type(text).__name__}"))
+        return Reply(text or "", finish_reason)
 
     async def check_model(self, model: str, where: str) -> None:
         """Before any work: the server is reachable, takes the key, and lists the model (where it lists models at all)."""
@@ -105,11 +127,13 @@ class Endpoint:
         if self._listed is None:
             quick = self.client.with_options(max_retries=1)
             try:
-                self._listed = [m.id async for m in quick.models.list()]
+                listed = [getattr(m, "id", None) async for m in quick.models.list()]
+                # a listing without model ids (not an OpenAI server, or an odd one) says nothing: the requests will tell
+                self._listed = listed if all(isinstance(i, str) for i in listed) else []
             except (openai.AuthenticationError, openai.PermissionDeniedError, openai.APIConnectionError) as err:
                 raise EndpointError(self.explain(err, model, where)) from None
-            except openai.OpenAIError:  # no /models here, or busy: the requests themselves will tell
-                self._listed = []
+            except (openai.OpenAIError, ValueError, AttributeError, TypeError):  # no /models here, busy, or not JSON:
+                self._listed = []  # the requests themselves will tell
         listed = self._listed
         if listed and model not in listed:
             shown = ", ".join(sorted(listed)[:20]) + (", ..." if len(listed) > 20 else "")
@@ -144,6 +168,12 @@ class Endpoint:
         else:
             text = f"{at} failed on model {model!r}: {said}"
         return text
+
+    def _not_openai(self, model: str, kind: str, why: object) -> str:
+        said = self._scrub(str(why))[:SHORT]
+        return (f"endpoint {self.name!r} ({self.spec.base_url}) answered model {model!r} with a reply that is not an "
+                f"OpenAI {kind} ({said}); is it an OpenAI-compatible server? check endpoints.{self.name}.base_url "
+                f"(such as http://127.0.0.1:8000/v1)" + RESUME)
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._key, "<api key>") if self._key else text
