@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from qlorafx.judge.compare import Judgment, Match
-from qlorafx.judge.ratings import bootstrap_mean, elo, elo_once, position, rate, relative_score
+from qlorafx.judge.ratings import bootstrap_mean, elo, position, rate, relative_score
 from qlorafx.judge.spec import RatingsSpec
 from qlorafx.judge.verdicts import Verdict
 
@@ -20,8 +20,26 @@ def match(a: str, b: str, outcome: float | None, inconsistent: bool = False, sco
 def test_elo_in_one_order_by_hand():
     # A beats B from 1000 each: expected 0.5, A +16. B (984) beats C (1000): expected 1/(1+10^(16/400)) = 0.476994,
     # B +16.736. A (1016) ties C (983.264): expected 1/(1+10^(-32.736/400)) = 0.546972, A -1.503.
-    ratings = elo_once([("A", "B", 1.0), ("B", "C", 1.0), ("A", "C", 0.5)], ["A", "B", "C"], k=32, initial=1000)
-    assert ratings == pytest.approx({"A": 1014.4969, "B": 1000.7363, "C": 984.7668}, abs=1e-3)
+    # Played by the real elo(), every ordering in the order given (an rng whose shuffle keeps it).
+    class InOrder:
+        def permuted(self, x, axis):
+            return x
+
+    matches = [match("A", "B", 1.0), match("B", "C", 1.0, q="2"), match("A", "C", 0.5, q="3")]
+    found = elo(matches, ["A", "B", "C"], RatingsSpec(elo={"orderings": 3}), InOrder())
+    for name, value in {"A": 1014.4969, "B": 1000.7363, "C": 984.7668}.items():
+        assert (found[name].value, found[name].low, found[name].high) == pytest.approx((value,) * 3, abs=1e-3)
+
+
+def test_elo_over_every_order_of_three_matches():
+    # The same three matches in their 6 orders, each ~1/6 of 10,000 orderings: the 2.5th and 97.5th percentiles are
+    # the lowest and highest of the 6 (A lowest in the order above: 1014.4969), the mean their mean.
+    # The 6 orders worked out as above: A 1014.4969 .. 1016.7363, mean 1015.6273; B 999.2299 .. 1000.7701, mean 1000.
+    matches = [match("A", "B", 1.0), match("B", "C", 1.0, q="2"), match("A", "C", 0.5, q="3")]
+    found = elo(matches, ["A", "B", "C"], SPEC, np.random.default_rng(0))
+    assert (found["A"].low, found["A"].high) == pytest.approx((1014.4969, 1016.7363), abs=1e-3)
+    assert (found["B"].low, found["B"].high) == pytest.approx((999.2299, 1000.7701), abs=1e-3)
+    assert found["A"].value == pytest.approx(1015.6273, abs=0.05) and found["B"].value == pytest.approx(1000, abs=0.05)
 
 
 def test_elo_over_orderings_by_hand():

@@ -78,16 +78,6 @@ def record(outcomes: list[tuple[float | None, bool]], spec: RatingsSpec, rng: np
                   win_rate=bootstrap_mean(decided, spec, rng) if decided else None)
 
 
-def elo_once(ordered: list[tuple[str, str, float]], names: list[str], k: float, initial: float) -> dict[str, float]:
-    """Ratings after playing the matches (a, b, outcome for a) in this order."""
-    ratings = dict.fromkeys(names, float(initial))
-    for a, b, outcome in ordered:
-        expected = 1 / (1 + 10 ** ((ratings[b] - ratings[a]) / 400))
-        ratings[a] += k * (outcome - expected)
-        ratings[b] -= k * (outcome - expected)
-    return ratings
-
-
 def elo(matches: list[Match], names: list[str], spec: RatingsSpec, rng: np.random.Generator) -> dict[str, Estimate]:
     """Mean Elo over ``spec.elo.orderings`` random orderings of the matches with an outcome, and its interval.
 
