@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from qlorafx.cli.main import main
 from tests.judge.conftest import write_comparison
@@ -42,3 +43,30 @@ def test_an_unfinished_run_is_refused_before_any_request(server, tmp_path, capsy
     err = capsys.readouterr().err
     assert err.startswith(f"error: {path}: 1 problem:\n  contestants.0.run ({path}:6): {run} holds an unfinished run")
     assert server.log == []
+
+
+def test_a_run_moved_elsewhere_keeps_its_cached_answers(server, tmp_path, capsys):
+    """The answers' cache key holds run.json as training left it: a copied or moved run (run.json copied with it)
+    answers from the cache; a run trained again (another run.json) answers again. Backs answers.py's claim."""
+    import shutil
+
+    from tests.report.finished_run import STATUS
+
+    (tmp_path / "train").mkdir()
+    run = finished_run(tmp_path / "train", records=metrics())
+    (run / "run.json").write_text(json.dumps({**STATUS, "run_dir": str(run)}))
+    path = write_comparison(tmp_path, server.url, contestants=())
+    path.write_text(path.read_text().replace("contestants:\n", f"contestants:\n  - {{name: mine, endpoint: fake, model: long, "
+                                                               f"run: {run}}}\n  - {{name: base, endpoint: fake, model: short}}\n"
+                                             ).replace("output_dir:", f"cache: {tmp_path / 'cache.sqlite'}\noutput_dir:"))
+    assert main(["judge", str(path)]) == 0
+    assert len(server.contestant_requests()) == 8
+    (tmp_path / "moved").mkdir()
+    moved = Path(shutil.copytree(run, tmp_path / "moved" / run.name))
+    path.write_text(path.read_text().replace(f"run: {run}}}", f"run: {moved}}}"))
+    assert main(["judge", str(path), f"output_dir={tmp_path / 'out2'}"]) == 0
+    assert len(server.contestant_requests()) == 8  # no answer asked again
+    assert [e["contestant"] for e in json.loads((moved / "run.json").read_text())["judged"]] == ["mine", "mine"]
+    (moved / "run.json").write_text(json.dumps({**STATUS, "run_dir": str(moved), "wall_seconds": 99.0}))
+    assert main(["judge", str(path), f"output_dir={tmp_path / 'out3'}"]) == 0
+    assert len(server.contestant_requests()) == 12  # trained again (another run.json): its 4 answers asked again
