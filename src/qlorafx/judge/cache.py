@@ -30,7 +30,11 @@ class Cache:
         if not create and not path.exists():
             path = Path(":memory:")
         elif create:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:  # a file where a folder of the path must go, no space, no permission
+                raise UserError(f"cannot create {path.parent} for the comparison's cache ({err.strerror}); set cache: to "
+                                f"another file, or output_dir: to a folder that can be written") from None
         try:
             self.db = sqlite3.connect(path, timeout=30)
             self.db.execute("PRAGMA journal_mode=WAL")

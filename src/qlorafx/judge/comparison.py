@@ -161,7 +161,12 @@ async def _ask_until_stopped(p: Prepared) -> tuple[dict[tuple[str, str], Answer]
 
 def run_comparison(p: Prepared) -> dict[str, Any]:
     answers, judgments = asyncio.run(_ask_until_stopped(p))
-    return write_outputs(p, answers, judgments)
+    try:
+        return write_outputs(p, answers, judgments)
+    except OSError as err:  # each file is whole or absent; what was paid for is in the cache
+        where = f"{err.filename}: " if err.filename else ""
+        raise UserError(f"cannot write the comparison's results in {p.output_dir} ({where}{err.strerror or err}); "
+                        f"the answers and judgments received are cached: fix it and rerun") from None
 
 
 def summary(res: dict[str, Any]) -> str:
