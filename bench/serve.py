@@ -9,8 +9,8 @@ chatml chat adapter, 8 steps each on the quickstart data) share one base. Both s
 every client count on each batched server and then on the one-at-a-time server, which spreads
 whatever else the machine is doing over both. Clients (threads with the `openai` client, in this
 process) each send requests back to back, cycling over the two adapters and the base, greedy, at
-most 32 new tokens each; the tokens counted are those the server reports in usage. Writes its table into bench/RESULTS.md between the serve
-markers.
+most 32 new tokens each; the tokens counted are those the server reports in usage. Writes its table
+into bench/RESULTS.md between the serve markers.
 """
 
 from __future__ import annotations
@@ -180,14 +180,16 @@ def write(results: dict, rounds: int, modes: list[str]) -> None:
     load = os.getloadavg()[0]
     lines = [START, "## Serving: batched vs one request at a time", "",
              f"`.venv/bin/python bench/serve.py --rounds {rounds} --batch-wait-ms "
-             f"{' '.join(m.split('wait ')[1].split(' ms')[0] for m in modes if 'wait' in m)}` on {date.today()}, {platform.machine()} CPU, "
+             f"{' '.join(m.split('wait ')[1].split(' ms')[0] for m in modes if 'wait' in m)}` on {date.today()}, "
+             f"{platform.machine()} CPU, "
              f"{os.cpu_count()} cores, load average {load:.1f} at the end (the machine was shared: the two "
              f"servers' runs were interleaved so that other work weighs on both alike; each server runs torch on "
              f"{THREADS} thread).", "",
              textwrap.dedent(__doc__.split("\n\n", 2)[2]).strip().split("Writes its table")[0].strip(), "",
              f"Median over {rounds} rounds; each round sends 12 requests from 1 client, 6 from each of 4, 3 from "
              f"each of 16.", "",
-             "| clients | mode | requests/s | generated tokens/s | median latency (s) | rows per batch | tokens/s vs one at a time |",
+             "| clients | mode | requests/s | generated tokens/s | median latency (s) | rows per batch "
+             "| tokens/s vs one at a time |",
              "|---:|---|---:|---:|---:|---:|---:|"]
     for clients in CLIENTS:
         single = statistics.median(r["tokens_per_s"] for r in results[("one at a time", clients)])

@@ -106,6 +106,9 @@ def test_stop_strings_end_a_row_without_the_stop_text(engine):
 def test_unknown_models_and_prompts_too_long_are_refused(engine):
     with pytest.raises(UnknownModel, match="'nope' does not exist; this server serves: base_model, alpaca, chat"):
         engine.encode_prompt("nope", QUESTION)
+    with pytest.raises(g.GenerateError, match="the prompt is 100000 characters, so at least 20000 tokens, but the "
+                                              "model has 512 positions"):  # refused before it is tokenized
+        engine.encode_chat("chat", [{"role": "user", "content": "x" * 100_000}])
     encoded = engine.encode_prompt("alpaca", QUESTION)
     with pytest.raises(g.GenerateError, match=r"the model has 512 positions; ask for at most \d+ new tokens"):
         engine.submit("alpaca", encoded, g.Sampling(max_new_tokens=10_000))
@@ -155,7 +158,8 @@ def test_runs_on_different_bases_or_quantizations_are_refused(runs, tmp_path):
     same = FinishedRun(tmp_path, run.recipe, str(other_base), run.status)
     with pytest.raises(EngineError, match="trained on the base .* one server loads one base"):
         check_same_base([run, same])
-    fp4 = run.recipe.model_copy(update={"quantization": run.recipe.quantization.model_copy(update={"quant_type": "fp4"})})
+    fp4_section = run.recipe.quantization.model_copy(update={"quant_type": "fp4"})
+    fp4 = run.recipe.model_copy(update={"quantization": fp4_section})
     with pytest.raises(EngineError, match="the runs must quantize it alike"):
         check_same_base([run, FinishedRun(tmp_path, fp4, run.base, run.status)])
     with pytest.raises(EngineError, match="two runs are named 'run'"):

@@ -121,6 +121,7 @@ class Engine:
         self.base = Served(base_name(first), "base", BaseRenderer(tokenizer, base_name(first)))
         self._served: dict[str, Served] = {}
         self._counter = 0
+        self._widest: dict[int, int] = {}  # id(tokenizer) -> characters its widest token spells
         self._admin = threading.Lock()  # one load or unload at a time
         self.scheduler = Scheduler(model, max_batch=max_batch, gather_s=gather_s)
         for index, (name, run) in enumerate(runs.items()):
@@ -194,10 +195,30 @@ class Engine:
     # -- answering ----------------------------------------------------------------------------
 
     def encode_chat(self, name: str, messages) -> Encoded:
-        return self.get(name).renderer.encode_chat(messages)
+        served = self.get(name)
+        if isinstance(messages, list):
+            self._refuse_long(served, sum(len(m["content"]) for m in messages
+                                          if isinstance(m, dict) and isinstance(m.get("content"), str)))
+        return served.renderer.encode_chat(messages)
 
     def encode_prompt(self, name: str, prompt: str) -> Encoded:
-        return self.get(name).renderer.encode_prompt(prompt)
+        served = self.get(name)
+        self._refuse_long(served, len(prompt))
+        return served.renderer.encode_prompt(prompt)
+
+    def _refuse_long(self, served: Served, characters: int) -> None:
+        """A text that cannot fit in any tokenization is refused before it is tokenized: a
+        megabyte prompt takes seconds of CPU to tokenize only to be refused for its length."""
+        if self._base_run.encoder_decoder:
+            return  # the encoder's input has no position limit to hold it to
+        tokenizer = served.renderer.tokenizer
+        widest = self._widest.get(id(tokenizer))
+        if widest is None:  # the most characters one token can stand for (its spelling, markers included)
+            widest = max(len(token) for token in tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))))
+            self._widest[id(tokenizer)] = widest
+        if characters > self.context_length * widest:
+            raise GenerateError(f"the prompt is {characters} characters, so at least {characters // widest} tokens, "
+                                f"but the model has {self.context_length} positions; shorten the prompt")
 
     def room(self, encoded: Encoded) -> int:
         """New tokens the model has positions for after this prompt."""

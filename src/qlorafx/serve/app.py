@@ -113,7 +113,9 @@ def create_app(engine, *, api_key: str | None = None, allow_adapter_loading: boo
         authorize(request)
         body = parse(ChatRequest, await body_of(request))
         served(body.model)
-        encoded = _user_error(lambda: engine.encode_chat(body.model, body.messages), "messages")
+        # rendered off the event loop: a long prompt must not hold up the other requests' streams
+        encoded = await asyncio.to_thread(_user_error, lambda: engine.encode_chat(body.model, body.messages),
+                                          "messages")
         return await answer(request, "chat", body, [encoded])
 
     @app.post("/v1/completions")
@@ -121,7 +123,8 @@ def create_app(engine, *, api_key: str | None = None, allow_adapter_loading: boo
         authorize(request)
         body = parse(CompletionRequest, await body_of(request))
         served(body.model)
-        encoded = [_user_error(lambda p=p: engine.encode_prompt(body.model, p), "prompt") for p in body.prompts]
+        encoded = await asyncio.to_thread(
+            lambda: [_user_error(lambda p=p: engine.encode_prompt(body.model, p), "prompt") for p in body.prompts])
         return await answer(request, "completion", body, encoded)
 
     async def answer(request: Request, kind: str, body, prompts: list):
