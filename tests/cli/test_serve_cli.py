@@ -33,7 +33,7 @@ def test_bad_runs_and_options_are_refused_before_torch(tmp_path, monkeypatch):
     rc, heavy = heavy_modules_after(["serve", str(tmp_path / "missing")])
     assert rc == 2 and not {m for m in heavy if m.split(".")[0] in HEAVY}
     done = qlorafx("serve", tmp_path / "missing")
-    assert done.returncode == 2 and "is not a folder" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 2 and "no such directory" in done.stderr and "Traceback" not in done.stderr
     done = qlorafx("serve", tmp_path, "--api-key-env", "QLORAFX_TEST_UNSET_KEY")
     assert done.returncode == 2 and "QLORAFX_TEST_UNSET_KEY is not set or empty" in done.stderr
     with socket.socket() as taken:
