@@ -48,9 +48,10 @@ def _logs(tmp_path, *overrides):
 def test_micro_batch_4_equals_2_accumulated_twice(tmp_path):
     """A causal LM, packed and shuffled as by default: two micro-batches of 2 rows accumulated are
     one step over the same 4 rows, normalised by the same token count, so each step's loss and
-    gradient norm are those of one micro-batch of 4, to float rounding."""
+    gradient norm are those of one micro-batch of 4, to float rounding (measured: equal to 6 decimals;
+    each micro-batch averaged on its own instead of over the step's tokens: 6.092 against 6.109)."""
     one = _logs(tmp_path / "one", "training.micro_batch_size=4")
     accumulated = _logs(tmp_path / "accumulated", "training.micro_batch_size=2", "training.grad_accum=2")
     assert len(one) == len(accumulated) == 4
     for (loss, norm), (loss_acc, norm_acc) in zip(one, accumulated):
-        assert loss_acc == pytest.approx(loss, rel=1e-4) and norm_acc == pytest.approx(norm, rel=1e-3), (one, accumulated)
+        assert loss_acc == pytest.approx(loss, rel=1e-5) and norm_acc == pytest.approx(norm, rel=1e-5), (one, accumulated)
