@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from qlorafx.infer import generate as g
-from qlorafx.infer.engine import EngineError, UnknownModel, check_runs, check_same_base
+from qlorafx.infer.engine import EngineError, UnknownModel, check_no_base_biases, check_runs, check_same_base
 from qlorafx.report.run import FinishedRun, trained_run
 from tests.infer.finished import finished_chat_run, finished_run, served_engine
 from tests.infer.finished import generators as loaded_generators
@@ -164,3 +164,29 @@ def test_runs_on_different_bases_or_quantizations_are_refused(runs, tmp_path):
         check_same_base([run, FinishedRun(tmp_path, fp4, run.base, run.status)])
     with pytest.raises(EngineError, match="two runs are named 'run'"):
         check_runs([runs["alpaca"], runs["alpaca"]])
+
+
+def test_an_adapter_that_trained_the_base_biases_is_refused(runs, tmp_path):
+    """lora.bias all/lora_only saves base-layer biases that peft loads into the shared base: the
+    base rows and every other adapter would answer with them, so serving such a run is refused."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    import torch
+
+    run = trained_run(runs["alpaca"])
+    copy = tmp_path / "biased"
+    shutil.copytree(runs["alpaca"], copy)
+    adapter = copy / "adapter"
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    config["bias"] = "all"
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+    tensors = load_file(adapter / "adapter_model.safetensors")
+    q = next(name for name in tensors if "q_proj.lora_A" in name)
+    bias_name = q.split(".lora_A")[0] + ".bias"
+    tensors[bias_name] = torch.zeros(tensors[q.replace("lora_A", "lora_B")].shape[0])
+    save_file(tensors, adapter / "adapter_model.safetensors")
+    with pytest.raises(EngineError, match=r"trained the base's biases \(lora.bias: all, e.g. .*q_proj.bias\)"):
+        check_no_base_biases(FinishedRun(copy, run.recipe, run.base, run.status))  # as check_runs/load_adapter call it
+    check_no_base_biases(run)  # a plain LoRA run still serves

@@ -97,6 +97,26 @@ def check_same_base(runs: list) -> None:
                               f"serve them from separate processes")
 
 
+def check_no_base_biases(run) -> None:
+    """An adapter trained with lora.bias 'all' or 'lora_only' carries biases of the BASE layers:
+    peft loads them into the one shared base, so the base and every other adapter would answer
+    with them (in a mixed batch too: adapter_names picks the LoRA weights, not the biases)."""
+    from qlorafx.model.adapter_files import tensor_shapes
+
+    config = _adapter_config(run)
+    if (config.get("bias") or "none") == "none":
+        return
+    kept = config.get("modules_to_save") or []
+    carried = [name for name in tensor_shapes(run.path / ADAPTER_DIR)
+               if name.endswith(".bias") and "lora_" not in name
+               and not any(f".{module}." in f".{name}" for module in kept)]
+    if carried:
+        raise EngineError(f"{run.path} trained the base's biases (lora.bias: {config['bias']}, e.g. {carried[0]}); "
+                          f"one server shares one base between every model, so these biases would change the base's "
+                          f"and the other adapters' answers; use `qlorafx generate`/`chat` for this run, or retrain "
+                          f"it with lora.bias: none to serve it")
+
+
 def base_name(run) -> str:
     model = run.recipe.model
     if model.loader == FROM_CONFIG:
@@ -176,6 +196,7 @@ class Engine:
             if name in self._served or name == self.base.name:
                 raise EngineError(f"a model named {name!r} is already served; unload it first or choose another name")
             check_same_base([self._base_run, run])
+            check_no_base_biases(run)
             from qlorafx.infer.trained_run import check_adapter_fits
 
             check_adapter_fits(run)
@@ -251,6 +272,7 @@ def check_runs(run_dirs: list, names: list[str | None] | None = None) -> dict[st
         if name in runs:
             raise EngineError(f"two runs are named {name!r} ({runs[name].path} and {run.path}); name them apart "
                               f"with NAME=RUN_DIR")
+        check_no_base_biases(run)
         runs[name] = run
     check_same_base(list(runs.values()))
     first = next(iter(runs.values()))
