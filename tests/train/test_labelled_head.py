@@ -158,3 +158,18 @@ def test_a_head_called_twice_is_an_error_not_a_wrong_loss(tmp_path):
     with pytest.raises(RuntimeError, match="expected"):
         with labelled_head.labelled_positions_only(trainer.model, batch):
             head(torch.zeros(3, base.config.hidden_size))
+
+
+def test_evaluation_with_metrics_sees_every_positions_logits(tmp_path):
+    """compute_metrics reads the logits beside the labels: there the head must see every position
+    (the shortcut's logits, one row per target, would not line up with the labels)."""
+    trainer = _trainer(tiny_recipe(tmp_path), ["data.packing=false"], tmp_path)
+    shapes = []
+
+    def metrics(prediction):
+        shapes.append((prediction.predictions.shape[:-1], prediction.label_ids.shape))
+        return {}
+
+    trainer.compute_metrics = metrics
+    trainer.evaluate()
+    assert shapes and all(logits == labels for logits, labels in shapes), shapes

@@ -100,8 +100,13 @@ def _token_counting_trainer():
                 count = kwargs["num_items_in_batch"]
                 kwargs["num_items_in_batch"] = count.clamp(min=1) if torch.is_tensor(count) else max(count, 1)
             unwrapped = self.accelerator.unwrap_model(model)
+            # compute_metrics / preprocess_logits_for_metrics read the logits beside the labels: the
+            # shortcut's logits (one row per target) would not line up with them, so evaluation runs in full
+            logits_read = not model.training and (self.compute_metrics is not None
+                                                  or self.preprocess_logits_for_metrics is not None)
             if (not self.head_only_where_loss or "labels" not in inputs or self.label_smoother is not None
-                    or self.compute_loss_func is not None or labelled_head.full_path_reason(unwrapped)):
+                    or self.compute_loss_func is not None or logits_read
+                    or labelled_head.full_path_reason(unwrapped)):
                 return super().compute_loss(model, inputs, *args, **kwargs)
             with labelled_head.labelled_positions_only(unwrapped, inputs) as kept:
                 return super().compute_loss(model, kept, *args, **kwargs)
