@@ -41,12 +41,23 @@ def module_name(path: Path, src: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imported(tree: ast.AST, src: Path):
-    """(line, qlorafx module) for each import; ``from qlorafx import x`` names the module qlorafx.x."""
+def absolute(node: ast.ImportFrom, package: str) -> str:
+    """The module a ``from`` import names: a relative one (``from ..infer import x``) resolved
+    against the importing module's package, so it cannot slip past the check."""
+    if node.level == 0:
+        return node.module or ""
+    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def imported(tree: ast.AST, src: Path, package: str = "qlorafx"):
+    """(line, qlorafx module) for each import; ``from qlorafx import x`` names the module qlorafx.x.
+    ``package`` is the importing module's package, for relative imports."""
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             yield from ((node.lineno, a.name) for a in node.names if a.name.split(".")[0] == "qlorafx")
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "qlorafx":
+        elif isinstance(node, ast.ImportFrom) and absolute(node, package).split(".")[0] == "qlorafx":
+            node = ast.ImportFrom(module=absolute(node, package), names=node.names, level=0, lineno=node.lineno)
             if node.module == "qlorafx":
                 for alias in node.names:
                     submodule = (src / alias.name).is_dir() or (src / f"{alias.name}.py").is_file()
@@ -60,7 +71,8 @@ def back_up_imports(src: Path = SRC) -> list[str]:
     found = []
     for path in sorted(src.rglob("*.py")):
         module = module_name(path, src)
-        for line, target in imported(ast.parse(path.read_text(encoding="utf-8")), src):
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for line, target in imported(ast.parse(path.read_text(encoding="utf-8")), src, package):
             if LAYER[part(target)] > LAYER[part(module)]:
                 found.append(f"{module}:{line} imports {target} ({part(target)} is above {part(module)})")
     return found
@@ -79,13 +91,17 @@ def test_the_check_sees_an_import_that_runs_back_up(tmp_path):
     """A data module importing infer (in a function, as a lazy import would) is caught; one
     importing a leaf module is not."""
     (tmp_path / "data").mkdir()
+    (tmp_path / "cli").mkdir()
     (tmp_path / "errors.py").write_text("")
     (tmp_path / "data" / "build.py").write_text(
         "from qlorafx.errors import UserError\nfrom qlorafx import errors\n\n"
-        "def f():\n    from qlorafx.infer.generate import Generator\n    import qlorafx.cli.main\n")
-    assert back_up_imports(tmp_path) == [
+        "def f():\n    from qlorafx.infer.generate import Generator\n    import qlorafx.cli.main\n"
+        "from ..infer.prompt import Prompter\nfrom .. import cli\nfrom . import formats\n")
+    assert sorted(back_up_imports(tmp_path)) == [
         "qlorafx.data.build:5 imports qlorafx.infer.generate (infer is above data)",
-        "qlorafx.data.build:6 imports qlorafx.cli.main (cli is above data)"]
+        "qlorafx.data.build:6 imports qlorafx.cli.main (cli is above data)",
+        "qlorafx.data.build:7 imports qlorafx.infer.prompt (infer is above data)",
+        "qlorafx.data.build:8 imports qlorafx.cli (cli is above data)"]
 
 
 if __name__ == "__main__":
