@@ -41,7 +41,9 @@ def test_ui_refusals_come_before_weights_load(tmp_path, monkeypatch, capsys):
     run = tmp_path / "no-run"  # never read: the --ui checks come first
     cases = [(tmp_path / "missing" / "chats.jsonl", "the folder"),
              (tmp_path, "is a folder; give a .jsonl file"),
-             (tmp_path / "chats.txt", "the file must end in .jsonl")]
+             (tmp_path / "chats.txt", "the file must end in .jsonl"),
+             (tmp_path / "alpaca.jsonl", "line 1 is not a chat-format conversation")]
+    (tmp_path / "alpaca.jsonl").write_text('{"instruction": "Hi", "input": "", "output": "Hello"}\n')
     for keep, message in cases:
         rc, heavy = heavy_modules_after(["serve", str(run), "--ui", "--keep", str(keep)])
         assert rc == 2 and not {m for m in heavy if m.split(".")[0] in HEAVY}

@@ -38,6 +38,23 @@ class KeptChats:
             raise KeepError(f"--keep {self.path}: the folder {self.path.parent} does not exist; create it first")
         if not os.access(self.path if self.path.exists() else self.path.parent, os.W_OK):
             raise KeepError(f"--keep {self.path}: not writable; choose a file you can write")
+        if self.path.is_file():  # appending chat lines to another format's data would break training on it
+            self._check_existing_lines()
+
+    def _check_existing_lines(self) -> None:
+        with open(self.path, encoding="utf-8", errors="replace") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                    if not isinstance(record, dict):
+                        raise ValueError("not a JSON object")
+                    check_trainable(record)
+                except (ValueError, KeyError, TypeError, KeepError) as err:
+                    raise KeepError(f"--keep {self.path}: line {number} is not a chat-format conversation ({err}); "
+                                    f"kept conversations would make a file train cannot read: choose a new file "
+                                    f"or one this page wrote") from None
 
     def append(self, messages: list[dict], models: list[str] = (), edited: bool = False) -> int:
         """Appends one conversation; returns its line number in the file."""
