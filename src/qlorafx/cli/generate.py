@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from qlorafx.run_files import ADAPTER_DIR
+
 
 def add_sampling_arguments(parser) -> None:
     """Decoding options shared by generate and chat; checked before any weight loads."""
@@ -77,7 +79,7 @@ def run(args) -> int:
     quiet_libraries()
     generator = generate.Generator(found, options)
     encoded = [generator.encode(prompt) for prompt in prompts]  # templates applied before weights load
-    print(f"generating {len(prompts)} answer(s) with {found.base} + {found.path}/adapter", file=sys.stderr)
+    print(f"generating {len(prompts)} answer(s) with {found.base} + {found.path / ADAPTER_DIR}", file=sys.stderr)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
     out = open(args.out, "w", encoding="utf-8") if args.out is not None else sys.stdout

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from qlorafx.run_files import ADAPTER_DIR
+
 
 def add_parser(commands) -> None:
     from qlorafx.infer.merge import DTYPES
@@ -26,7 +28,7 @@ def run(args) -> int:
     from qlorafx.train.quiet import quiet_libraries
 
     quiet_libraries()
-    print(f"merging {plan.run_dir}/adapter into {plan.base} ({plan.dtype})")
+    print(f"merging {Path(plan.run_dir) / ADAPTER_DIR} into {plan.base} ({plan.dtype})")
     try:
         report = merge.run(plan)
     except merge.MergeCheckError as err:

@@ -14,6 +14,7 @@ from typing import Any
 
 from qlorafx.model.loaders import FROM_CONFIG, PRETRAINED
 from qlorafx.report.run import FinishedRun
+from qlorafx.run_files import ADAPTER_DIR, BASE_MODEL_DIR, RECIPE_FILE, TOKENIZER_DIR
 
 DATA_COUNTS = {  # keys of run.json's data summary (qlorafx.data.report.summary), in the card's order
     "examples": "training examples",
@@ -202,7 +203,7 @@ def _auto_class(run: FinishedRun) -> str:
 def _loading(run: FinishedRun) -> list[str]:
     m = run.recipe.model
     auto = _auto_class(run)
-    base = 'f"{RUN}/base_model"' if m.loader == FROM_CONFIG else repr(m.path)
+    base = f'f"{{RUN}}/{BASE_MODEL_DIR}"' if m.loader == FROM_CONFIG else repr(m.path)
     revision = f", revision={m.revision!r}" if m.revision and m.loader != FROM_CONFIG else ""
     remote = ", trust_remote_code=True" if m.trust_remote_code else ""
     quant, kwargs = _quantization_code(run)
@@ -210,10 +211,10 @@ def _loading(run: FinishedRun) -> list[str]:
             f"from transformers import {auto}, AutoTokenizer" + (", BitsAndBytesConfig" if quant else ""), "",
             f"RUN = {str(run.path.resolve())!r}  # this directory", *quant,
             f"base = {auto}.from_pretrained({base}{revision}{remote}, {kwargs})",
-            'model = PeftModel.from_pretrained(base, f"{RUN}/adapter")',
-            'tokenizer = AutoTokenizer.from_pretrained(f"{RUN}/tokenizer")']
+            f'model = PeftModel.from_pretrained(base, f"{{RUN}}/{ADAPTER_DIR}")',
+            f'tokenizer = AutoTokenizer.from_pretrained(f"{{RUN}}/{TOKENIZER_DIR}")']
     return ["## Load the adapter", "", "```python", *code, "```", "",
-            f"Rerun this run: `qlorafx train {run.path.resolve() / 'recipe.yaml'} output_dir=<new folder>`.", ""]
+            f"Rerun this run: `qlorafx train {run.path.resolve() / RECIPE_FILE} output_dir=<new folder>`.", ""]
 
 
 def _versions(run: FinishedRun) -> list[str]:
