@@ -51,12 +51,16 @@ def test_guanaco_65b_plans_a_gpu_run_offline_and_fits_a_48_gb_card(capsys, monke
     AdamW's states in CPU memory, as the paper's paged optimizers allow, it fits (docs/estimate.md)."""
     import socket
 
+    reached = []  # recorded, not only raised: qlorafx.hub's probe catches any exception as "unreachable"
+
     def refuse(*args, **kwargs):
+        reached.append(args[:2])
         raise AssertionError(f"estimate reached for the network: {args[:2]}")
 
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
     assert main(["estimate", str(REPO / "recipes" / "guanaco" / "guanaco-65b.yaml"), "--device", "cuda"]) == 0
+    assert reached == []
     out = capsys.readouterr().out
     assert "(from qlorafx's copy of huggyllama/llama-65b's config.json)" in out
     assert "on cuda: 4-bit nf4 double-quant base, compute bfloat16; micro_batch_size 4 x max_length 512" in out
