@@ -23,6 +23,7 @@ from qlorafx.data.collate import COLLATORS, collator_for
 from qlorafx.data import report as data_report
 from qlorafx.infer.generate import generate_text
 from qlorafx.interrupts import stop_if_interrupted
+from qlorafx.model import base_identity
 from qlorafx.model.adapter import add_lora, check_lora, initialize_from_data, save_adapter
 from qlorafx.model.architecture import is_encoder_decoder
 from qlorafx.model.config_check import ModelConfigError, recipe_fits_config
@@ -30,7 +31,7 @@ from qlorafx.model.loaders import MODEL_LOADERS, skeleton
 from qlorafx.model.quantize import keep_weights_trainable_on_cpu, quantization_config, resolve_compute_dtype
 from qlorafx.recipe.schema import Recipe
 from qlorafx.report import write_report
-from qlorafx.report.run import read_metrics
+from qlorafx.report.run import base_of, read_metrics
 from qlorafx.run_files import FINISHED_MARKER, METRICS_FILE, RECIPE_FILE, TOKENIZER_DIR, VERSIONS_FILE
 from qlorafx.train import checkpoints
 from qlorafx.train import run_dir as rundir
@@ -56,6 +57,7 @@ class Summary:
     sample_output: str | None = None
     sample_error: str | None = None  # why there is no sample, when generating one failed
     data: dict | None = None  # qlorafx.data.report.summary: counts per dataset and in total
+    base: dict | None = None  # what the base is, by content (model/base_identity.py): a copied run still finds it
 
 
 @dataclass
@@ -67,6 +69,14 @@ class Result:
 
 class Interrupted(Exception):
     """Stopped by SIGTERM or Ctrl-C after saving a checkpoint; the message says how to resume."""
+
+
+def _eval_loss_at_end(trainer) -> float:
+    """The loss on the validation split after the last step: the Trainer's own evaluation at that step when
+    eval_every made one (evaluating again would log the same evaluation twice), else one now."""
+    step = trainer.state.global_step
+    done = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h and h.get("step") == step]
+    return done[-1] if done and step > 0 else trainer.evaluate()["eval_loss"]
 
 
 def _eval_loss_at_start(records: list[dict]) -> float | None:
@@ -146,7 +156,12 @@ def train(recipe: Recipe, recipe_yaml: str, overwrite: bool = False, log=print, 
     if recipe.optimizer.name.startswith("paged_") and compute_dtype == "float32" and not model.device.type == "cuda":
         log(f"optimizer: {recipe.optimizer.name} runs unpaged on CPU (paging moves GPU memory)")
 
-    publish = PublishCheckpoints(run_dir, recipe_yaml, recipe.training.keep_checkpoints)
+    earlier = checkpoints.wall_seconds(checkpoint) if checkpoint else 0.0  # a resumed run's time before this session
+
+    def clock() -> float:
+        return earlier + time.perf_counter() - started
+
+    publish = PublishCheckpoints(run_dir, recipe_yaml, recipe.training.keep_checkpoints, clock)
     stop, guard = GracefulStop(), LossGuard(log)
     # the backends stay open past training: they record the evaluation after it too
     info = RunInfo(recipe, recipe_yaml, run_dir, resumed=checkpoint is not None)
@@ -174,19 +189,20 @@ def train(recipe: Recipe, recipe_yaml: str, overwrite: bool = False, log=print, 
                 f"{stop.signal} at step {stop.step}: checkpoint saved to {publish.latest}; "
                 f"resume with: qlorafx train RECIPE --resume (the same recipe and overrides)"
             )
-        after = trainer.evaluate()["eval_loss"] if data.val else None
+        after = _eval_loss_at_end(trainer) if data.val else None
 
     train_losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     summary = Summary(
         run_dir=str(run_dir), steps=trainer.state.global_step, eval_loss_before=before, eval_loss_after=after,
         train_loss_last=train_losses[-1] if train_losses else None,
-        wall_seconds=round(time.perf_counter() - started, 1), trainable_params=trainable, total_params=total,
+        wall_seconds=round(clock(), 1), trainable_params=trainable, total_params=total,
         data=data_summary,
     )
     if not main:
         return Result(summary, model, tokenizer)
     save_adapter(model, recipe, run_dir)
     tokenizer.save_pretrained(run_dir / TOKENIZER_DIR)
+    summary.base = base_identity.identity(base_of(run_dir, recipe), recipe.model.revision)
     if recipe.logging.sample_max_new_tokens and data.val_examples:
         sample(summary, model, tokenizer, data.val_examples, recipe.logging.sample_max_new_tokens, log)
     rundir.write_json(run_dir / FINISHED_MARKER, {"status": "finished", **asdict(summary)})

@@ -55,7 +55,7 @@ def _lengths():
 def _dataset(path, fmt, examples, truncated, cache):
     tokens, trained = sum(n for n, _ in examples), sum(t for _, t in examples)
     ordered = sorted(n for n, _ in examples)
-    return {"path": str(path), "format": fmt, "records": 3, "conversations": 3, "examples": 3, "filtered": {},
+    return {"path": str(path), "format": fmt, "records": 3, "conversations": 3, "examples": 3, "used": 3, "filtered": {},
             "truncated": truncated, "dropped": 0, "cache": cache, "tokens": tokens, "trained_tokens": trained,
             "trained_token_fraction": round(trained / tokens, 4), "no_trained_token": 0,
             "length": {"p50": ordered[1], "p90": ordered[2], "p99": ordered[2], "p100": ordered[2]}}
@@ -116,3 +116,34 @@ def test_all_responses_truncated_away_exits_2_with_a_clear_message(tmp_path):
     assert done.stderr.splitlines()[-1] == (
         "error: no training example has a token that carries loss: every response was masked or truncated away; "
         "raise data.max_length or check the format")
+
+
+def test_counts_are_over_the_examples_max_examples_keeps(tmp_path, shared_data, capsys):
+    """400 of Alpaca's 5,000 records, many longer than 256 tokens: truncated counts the 400, as the
+    training log, run.json and the model card say (they counted all 5,000)."""
+    from qlorafx.cli.main import main
+
+    recipe = write_recipe(tmp_path, f"[{{path: {shared_data / 'alpaca' / 'alpaca_5000.json'}, max_examples: 400}}]",
+                          max_length=256)
+    assert main(["preprocess", str(recipe), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    [dataset] = report["datasets"]
+    assert (dataset["records"], dataset["examples"], dataset["used"]) == (5000, 5000, 400)
+    assert report["examples"] + report["val_examples"] == 400
+    assert 100 < report["truncated"] <= 400 and dataset["truncated"] == report["truncated"]
+    assert main(["preprocess", str(recipe)]) == 0
+    text = capsys.readouterr().out
+    assert "5000 records -> 5000 conversations -> 5000 examples, 400 used (max_examples)" in text
+    assert f"truncated {report['truncated']} of the 400 used" in text
+    assert "batching: packed rows: " in text
+
+
+def test_one_of_a_kind_is_said_in_the_singular(tmp_path, capsys):
+    from qlorafx.cli.main import main
+
+    (tmp_path / "one.jsonl").write_text(json.dumps(ALPACA[0]) + "\n")
+    recipe = write_recipe(tmp_path, "[{path: one.jsonl}]", packing=False)
+    assert main(["preprocess", str(recipe)]) == 0
+    text = capsys.readouterr().out
+    assert "1 record -> 1 conversation -> 1 example\n" in text
+    assert "batching: padded batches, padding 0.0%" in text

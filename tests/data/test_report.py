@@ -114,8 +114,8 @@ def test_summary_counts_on_a_small_dataset(tmp_path, byte_tokenizer):
         "path": path, "format": "alpaca", "records": 4, "conversations": 4, "examples": 2, "filtered": {},
         "truncated": 0, "dropped": 2, "tokens": tokens, "trained_tokens": trained, "no_trained_token": 0}
     assert report.one_line(s, r.data.max_length) == (
-        f"data: 1 train / 1 val examples, {tokens} tokens, {trained / tokens:.0%} trained on; longer than "
-        f"{r.data.max_length}: 0 truncated, 2 dropped; filtered: 0; with no trained token: 0; padding, padding 0.0%")
+        f"data: 1 train / 1 val example, {tokens} tokens, {trained / tokens:.0%} trained on; longer than "
+        f"{r.data.max_length}: 0 truncated, 2 dropped; filtered: 0; with no trained token: 0; padded batches, padding 0.0%")
 
 
 def test_examples_with_no_trained_token_are_counted(tmp_path, byte_tokenizer):

@@ -38,7 +38,7 @@ def test_method(card):
 def test_data(card):
     for row in ("| training examples | 120 |", "| validation examples | 8 |", "| tokens that carry loss | 2,296 |",
                 "| examples truncated at max_length | 3 |", "| records filtered out | 1 |",
-                "| share of tokens that carry loss | 8.7% |", "| batching | packing, 15.3% padding |",
+                "| share of tokens that carry loss | 8.7% |", "| batching | packed rows, 15.3% padding |",
                 "| example length in tokens | p50 189, p100 266 |", "| max_length | 320 |", "| loss on | responses only |"):
         assert row in card
     assert "/recipes/data/quickstart.jsonl` | alpaca | 129 | 128 | 26,288 |" in card

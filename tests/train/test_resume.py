@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 
 import pytest
 import torch
@@ -55,10 +56,14 @@ def straight_and_resumed(tmp_path_factory):
     _train(straight)
     resumed = _load(root / "resumed", *HARD)
     # the signal lands after step 4 has been seen: the run finishes step 5, saves it and stops
+    started = time.perf_counter()
     with pytest.raises(Interrupted, match=r"SIGTERM at step 5: checkpoint saved to .*checkpoint-5; resume with"):
         _train(resumed, callbacks=(SignalAt(4),))
+    first = time.perf_counter() - started
     assert not (root / "resumed" / "run" / "run.json").exists()
     _train(resumed, resume=True)
+    second = time.perf_counter() - started - first
+    (root / "sessions.json").write_text(json.dumps([first, second]))  # for the wall-time test
     return root / "straight" / "run", root / "resumed" / "run"
 
 
@@ -158,3 +163,16 @@ def test_zero_loss_warns_once():
         guard.on_log(None, State, control, logs={"loss": 0.0})
     assert len(lines) == 1 and "loss is exactly 0 at step 7: are all labels masked?" in lines[0]
     assert not control.should_training_stop
+
+
+def test_a_resumed_runs_time_and_mean_loss_cover_the_whole_run(straight_and_resumed):
+    """wall_seconds adds the time before the interruption (kept with each checkpoint); the train_loss
+    record is the mean over all 8 steps, as the straight run's, not over the 3 after the resume."""
+    straight, resumed = straight_and_resumed
+    first, second = json.loads((resumed.parent.parent / "sessions.json").read_text())
+    summary = json.loads((resumed / "run.json").read_text())
+    assert summary["wall_seconds"] >= second + 0.5 * first  # before: the second session's time alone
+    [want], [got] = ([r["train_loss"] for r in _metrics(run) if "train_loss" in r] for run in (straight, resumed))
+    assert got == pytest.approx(want, abs=1e-5)
+    losses = [r["loss"] for r in _metrics(straight) if "loss" in r]
+    assert want == pytest.approx(sum(losses) / len(losses), abs=1e-6)

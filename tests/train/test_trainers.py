@@ -55,3 +55,41 @@ def test_micro_batch_4_equals_2_accumulated_twice(tmp_path):
     assert len(one) == len(accumulated) == 4
     for (loss, norm), (loss_acc, norm_acc) in zip(one, accumulated):
         assert loss_acc == pytest.approx(loss, rel=1e-5) and norm_acc == pytest.approx(norm, rel=1e-5), (one, accumulated)
+
+
+def test_a_short_run_logs_its_loss_evaluates_once_at_the_end_and_eval_agrees(tmp_path, capsys):
+    """Three steps with logging.every 10 and eval_every 3: the last step's loss is logged all the same
+    (console, metrics.jsonl, the card); the evaluation at step 3 is the final one, not repeated; its loss is
+    the per-token mean over the split, which `qlorafx eval` gives too (the Trainer's own mean of batch
+    means differs on this split, of unpacked examples one per batch)."""
+    from qlorafx.cli.main import main
+    from qlorafx.data.build import prepare
+    from qlorafx.evaluate.loss import token_loss
+    from qlorafx.infer.trained_run import load_quantized
+    from qlorafx.report.run import trained_run
+
+    lines = []
+    loaded = load_recipe(tiny_recipe(tmp_path), [
+        "training.max_steps=3", "training.eval_every=3", "logging.every=10", "data.packing=false",
+        "training.micro_batch_size=1", "logging.backends=[console, jsonl]", "logging.sample_max_new_tokens=0"])
+    result = train(loaded.recipe, loaded.to_yaml(), log=lines.append)
+    run = tmp_path / "run"
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    [last] = [r for r in records if "loss" in r]
+    assert last["step"] == 3
+    [end] = [r for r in records if "train_loss" in r]
+    assert end["train_loss"] == pytest.approx(last["loss"], rel=1e-6)  # the mean over the run's 3 steps
+    evals = [r for r in records if "eval_loss" in r]
+    assert [r["step"] for r in evals] == [0, 3]  # once before training, once at its last step
+    assert f"loss={last['loss']:.4f}" in capsys.readouterr().err  # the console's progress bar
+    assert "| last train loss | n/a |" not in (run / "README.md").read_text()
+
+    assert main(["eval", str(run)]) == 0
+    shown = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    assert float(shown["eval_loss"]) == pytest.approx(result.summary.eval_loss_after, abs=2e-4)
+    assert result.summary.eval_loss_after == pytest.approx(evals[1]["eval_loss"], rel=1e-9)
+
+    model = load_quantized(trained_run(run))  # what the Trainer's mean of batch means would have logged
+    val = prepare(loaded.recipe, result.tokenizer, lambda *_: None).val_examples
+    batch_means = [token_loss(model, result.tokenizer, [example])["eval_loss"] for example in val]
+    assert abs(sum(batch_means) / len(batch_means) - result.summary.eval_loss_after) > 1e-3  # 5x the tolerance above

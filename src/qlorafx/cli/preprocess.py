@@ -23,21 +23,25 @@ def add_parser(commands) -> None:
 
 
 def _text(s: dict, max_length: int) -> str:
+    from qlorafx.data.report import BATCHING_WORDS, plural
+
     lines = []
     for d in s["datasets"]:
-        lines.append(f"{d['path']} ({d['format']}, cache {d['cache']}): {d['records']} records -> "
-                     f"{d['conversations']} conversations -> {d['examples']} examples")
+        used = f", {d['used']} used (max_examples)" if d["used"] != d["examples"] else ""
+        lines.append(f"{d['path']} ({d['format']}, cache {d['cache']}): {plural(d['records'], 'record')} -> "
+                     f"{plural(d['conversations'], 'conversation')} -> {plural(d['examples'], 'example')}{used}")
+        of = f" of the {d['used']} used" if used else ""
         lines.append(f"  tokens {d['tokens']}, length p50/p90/p99/max {'/'.join(str(v) for v in d['length'].values())}, "
-                     f"trained {d['trained_token_fraction']:.1%}, truncated {d['truncated']}, dropped {d['dropped']}, "
+                     f"trained {d['trained_token_fraction']:.1%}, truncated {d['truncated']}{of}, dropped {d['dropped']}, "
                      f"no trained token {d['no_trained_token']}")
         for reason, count in d["filtered"].items():
             lines.append(f"  filtered: {count} {reason}")
-    lines.append(f"total: {s['examples']} train / {s['val_examples']} val examples, {s['tokens']} tokens, "
+    lines.append(f"total: {s['examples']} train / {plural(s['val_examples'], 'val example')}, {s['tokens']} tokens, "
                  f"length p50/p90/p99/max {'/'.join(str(v) for v in s['length'].values())}, "
                  f"trained {s['trained_token_fraction']:.1%}, truncated {s['truncated']} and dropped {s['dropped']} "
                  f"(max_length {max_length}), filtered {s['filtered']}, no trained token {s['no_trained_token']}")
-    rows = f" into {s['rows']} rows" if s["rows"] is not None else ""
-    lines.append(f"batching: {s['batching']}{rows}, padding {s['padding_fraction']:.1%}")
+    rows = f": {plural(s['rows'], 'row')}" if s["rows"] is not None else ""
+    lines.append(f"batching: {BATCHING_WORDS[s['batching']]}{rows}, padding {s['padding_fraction']:.1%}")
     return "\n".join(lines)
 
 

@@ -38,6 +38,7 @@ class DatasetReport:
     truncated: int = 0
     cache: str = ""  # 'hit' or 'miss'
     examples: list[Example] = field(default_factory=list, repr=False)
+    used: list[Example] | None = field(default=None, repr=False)  # the ones max_examples kept (None: all)
 
 
 @dataclass
@@ -235,6 +236,7 @@ def prepare(recipe, tokenizer, log=print, encoder_decoder: bool = False) -> Prep
         examples = list(report.examples)
         if dataset.max_examples is not None and dataset.max_examples < len(examples):
             examples = rng.sample(examples, dataset.max_examples)
+            report.used = examples  # what the counts of what is trained on are over
         pool += [(i, e) for e in examples]
     rng.shuffle(pool)
     n_val = _val_count(len(pool), d.val_size)

@@ -57,12 +57,23 @@ def padding_fraction(lengths: list[int], batch_size: int, group_by_length: bool,
     return round(1 - real / padded, 4)
 
 
+# what each batching is called in a sentence ("packing, padding 3%" read as two batchings)
+BATCHING_WORDS = {"packing": "packed rows", "padding": "padded batches", "group_by_length": "batches grouped by length"}
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def dataset_summary(report: DatasetReport) -> dict[str, Any]:
+    """``examples`` counts what the records gave; ``used`` those max_examples kept, which the truncated
+    count and the token counts are over (records, conversations and dropped are before it)."""
+    used = report.examples if report.used is None else report.used
     return {
         "path": report.path, "format": report.format, "records": report.records,
-        "conversations": report.conversations, "examples": len(report.examples),
-        "filtered": report.filtered, "truncated": report.truncated, "dropped": report.dropped,
-        "cache": report.cache, **_token_counts(report.examples),
+        "conversations": report.conversations, "examples": len(report.examples), "used": len(used),
+        "filtered": report.filtered, "truncated": sum(e.truncated for e in used), "dropped": report.dropped,
+        "cache": report.cache, **_token_counts(used),
     }
 
 
@@ -75,7 +86,7 @@ def summary(prepared: Prepared, recipe) -> dict[str, Any]:
     return {
         "examples": len(prepared.train_examples),
         "val_examples": len(prepared.val_examples),
-        "truncated": sum(r.truncated for r in prepared.datasets),
+        "truncated": sum(e.truncated for e in every),  # of the examples trained and validated on, as the others
         "dropped": sum(r.dropped for r in prepared.datasets),
         "filtered": sum(sum(r.filtered.values()) for r in prepared.datasets),
         **_token_counts(every),
@@ -88,10 +99,10 @@ def summary(prepared: Prepared, recipe) -> dict[str, Any]:
 
 
 def one_line(s: dict[str, Any], max_length: int) -> str:
-    return (f"data: {s['examples']} train / {s['val_examples']} val examples, {s['tokens']} tokens, "
+    return (f"data: {s['examples']} train / {plural(s['val_examples'], 'val example')}, {s['tokens']} tokens, "
             f"{s['trained_token_fraction']:.0%} trained on; longer than {max_length}: {s['truncated']} truncated, "
             f"{s['dropped']} dropped; filtered: {s['filtered']}; with no trained token: {s['no_trained_token']}; "
-            f"{s['batching']}, padding {s['padding_fraction']:.1%}")
+            f"{BATCHING_WORDS[s['batching']]}, padding {s['padding_fraction']:.1%}")
 
 
 def marked(example: Example, tokenizer, color: bool) -> str:

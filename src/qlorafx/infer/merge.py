@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from qlorafx.errors import UserError
@@ -42,6 +42,7 @@ class Plan:
     dtype: str
     recipe: object
     sample_prompt: str | None
+    status: dict = field(default_factory=dict)  # run.json: the base the run trained on (its hub commit)
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,8 @@ def plan(run_dir: Path, out: Path, dtype: str | None = None) -> Plan:
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise MergeError(f"--out {out} already exists and is not empty; merge never overwrites: give a new folder")
-    return Plan(run.path, out, run.base, dtype or _stored_dtype(run.base), run.recipe, run.status.get("sample_prompt"))
+    return Plan(run.path, out, run.base, dtype or _stored_dtype(run.base), run.recipe, run.status.get("sample_prompt"),
+                run.status)
 
 
 def _stored_dtype(base: str) -> str:
@@ -109,8 +111,9 @@ def run(p: Plan, log=print) -> Report:
 
     hf_logging.disable_progress_bar()  # loading and saving bars for each of three loads are noise here
     dtype = getattr(torch, p.dtype)
-    hub = hub_arguments(p.recipe)
-    check_adapter_fits(FinishedRun(p.run_dir, p.recipe, p.base, {}))
+    trained = FinishedRun(p.run_dir, p.recipe, p.base, p.status)
+    hub = hub_arguments(trained)
+    check_adapter_fits(trained)
 
     tokenizer = AutoTokenizer.from_pretrained(p.run_dir / TOKENIZER_DIR)
     tokenizer.chat_template = chat_template(p.recipe, tokenizer)

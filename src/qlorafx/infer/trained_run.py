@@ -16,9 +16,11 @@ def _first_line(err: Exception) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
 
 
-def hub_arguments(recipe) -> dict:
-    m = recipe.model
-    return {"revision": m.revision, "trust_remote_code": m.trust_remote_code} if m.loader == PRETRAINED else {}
+def hub_arguments(run: FinishedRun) -> dict:
+    """How to load the run's base from the hub: at the commit it trained on (run.json), with the recipe's
+    trust_remote_code."""
+    m = run.recipe.model
+    return {"revision": run.revision, "trust_remote_code": m.trust_remote_code} if m.loader == PRETRAINED else {}
 
 
 def check_adapter_fits(run: FinishedRun) -> None:
@@ -29,7 +31,7 @@ def check_adapter_fits(run: FinishedRun) -> None:
     from qlorafx.model.loaders import skeleton
 
     try:
-        config = AutoConfig.from_pretrained(run.base, **hub_arguments(run.recipe))
+        config = AutoConfig.from_pretrained(run.base, **hub_arguments(run))
     except (OSError, ValueError) as err:
         raise RunError(f"cannot load the config of the run's base {run.base}: {_first_line(err)}") from None
     frame = skeleton(config)
@@ -54,7 +56,8 @@ def load_quantized(run: FinishedRun):
     recipe = run.recipe
     compute_dtype = resolve_compute_dtype(recipe.quantization.compute_dtype)
     try:
-        base = load_weights(run.base, recipe, compute_dtype, quantization_config(recipe.quantization, compute_dtype))
+        base = load_weights(run.base, recipe, compute_dtype, quantization_config(recipe.quantization, compute_dtype),
+                            revision=run.revision)
     except OSError as err:
         raise RunError(f"cannot load the run's base {run.base}: {_first_line(err)}") from None
     # The layout training evaluated and sampled with: outputs match the run's own sample generation.

@@ -88,7 +88,7 @@ def skeleton(config):
                         f"({type(err).__name__}: {detail}); check model.config (or the config.json of model.path)") from None
 
 
-def load_weights(path: str, recipe, compute_dtype: str, quant_config):
+def load_weights(path: str, recipe, compute_dtype: str, quant_config, revision: str | None = None):
     """The checkpoint at ``path`` (causal or encoder-decoder, as its config says), quantized as asked."""
     import torch
     from transformers import AutoConfig
@@ -96,12 +96,13 @@ def load_weights(path: str, recipe, compute_dtype: str, quant_config):
     from qlorafx.model.quantize import weights_dtype
 
     m = recipe.model
+    revision = revision or m.revision  # a finished run's base: the commit it trained on
     _check_hub(path)
-    config = AutoConfig.from_pretrained(path, revision=m.revision, trust_remote_code=m.trust_remote_code)
+    config = AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=m.trust_remote_code)
     return auto_class(config).from_pretrained(
         path,
         config=config,
-        revision=m.revision,
+        revision=revision,
         trust_remote_code=m.trust_remote_code,
         attn_implementation=m.attn_implementation,
         quantization_config=quant_config,

@@ -93,7 +93,10 @@ def _data(run: FinishedRun) -> list[str]:
         rows.append(("example length in tokens", ", ".join(f"{k} {v}" for k, v in length.items())))
     if counts.get("batching"):
         padding = counts.get("padding_fraction")
-        rows.append(("batching", counts["batching"] + (f", {padding:.1%} padding" if isinstance(padding, float) else "")))
+        from qlorafx.data.report import BATCHING_WORDS
+
+        rows.append(("batching", BATCHING_WORDS.get(counts["batching"], counts["batching"])
+                     + (f", {padding:.1%} padding" if isinstance(padding, float) else "")))
     rows += [("max_length", d.max_length), ("loss on", "prompt and response" if d.train_on_inputs else "responses only")]
     return [*lines, "", *_table(rows), ""]
 

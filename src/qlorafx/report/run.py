@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from qlorafx.errors import UserError
-from qlorafx.model import adapter_files
+from qlorafx.model import adapter_files, base_identity
 from qlorafx.model.loaders import FROM_CONFIG
 from qlorafx.recipe.load import load_recipe
 from qlorafx.run_files import (ADAPTER_DIR, BASE_MODEL_DIR, FINISHED_MARKER, METRICS_FILE, RECIPE_FILE, TOKENIZER_DIR,
@@ -39,6 +39,11 @@ class FinishedRun:
     base: str  # local folder or hub id the adapter applies to
     status: dict[str, Any]  # run.json
     encoder_decoder: bool = False  # a T5-style base: the prompt goes to the encoder
+
+    @property
+    def revision(self) -> str | None:
+        """The hub commit the run trained on (recorded in run.json), else the recipe's model.revision."""
+        return (self.status.get("base") or {}).get("revision") or self.recipe.model.revision
 
     @property
     def dataset(self):
@@ -92,7 +97,8 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _base(run_dir: Path, recipe) -> str:
+def base_of(run_dir: Path, recipe) -> str:
+    """The base the run's adapter applies to: its own base_model/ (loader from_config), else model.path."""
     return str(run_dir / BASE_MODEL_DIR) if recipe.model.loader == FROM_CONFIG else recipe.model.path
 
 
@@ -121,7 +127,7 @@ def finished_run(path: str | Path) -> FinishedRun:
     if not recipe_file.is_file():
         raise RunError(f"{recipe_file} is missing: it says how the run was trained, quantized and rendered its prompts")
     recipe = load_recipe(recipe_file).recipe
-    return FinishedRun(run_dir, recipe, _base(run_dir, recipe), status,
+    return FinishedRun(run_dir, recipe, base_of(run_dir, recipe), status,
                        encoder_decoder=_task_type(run_dir) == "SEQ_2_SEQ_LM")
 
 
@@ -143,10 +149,33 @@ def trained_run(path: str | Path) -> FinishedRun:
     from_config = run.recipe.model.loader == FROM_CONFIG
     if from_config and not (Path(run.base) / "config.json").is_file():
         raise RunError(f"{run.base} is missing: a from_config run keeps its random base there")
-    recorded = config.get("base_model_name_or_path")
-    moved = from_config and recorded and Path(recorded).name == BASE_MODEL_DIR \
-        and not Path(recorded).exists()  # the run directory itself was moved
-    if not (adapter_files.same_base(recorded, run.base) or moved):
-        raise RunError(f"the adapter in {adapter} was trained on {recorded}, but this run's base is {run.base}; "
-                       f"it needs {recorded}")
+    _check_base(run, adapter, config.get("base_model_name_or_path"))
     return run
+
+
+def _check_base(run: FinishedRun, adapter: Path, recorded_path: str | None) -> None:
+    """The base found now is the one the adapter trained on, by content (run.json's "base", written since
+    qlorafx records it); a run from before then, by where its base was, or by content when it was a copy."""
+    recorded = run.status.get("base")
+    if recorded:
+        if "hub" not in recorded and not Path(run.base).is_dir():
+            raise RunError(f"the run's base {run.base} is not there; it trained on a local folder: put that folder "
+                           f"there, or set model.path in {run.path / RECIPE_FILE} to where it is now")
+        changed = base_identity.differences(recorded, base_identity.identity(run.base, run.revision))
+        if changed:
+            fix = ("the run's own base_model/ was changed after training: restore it from the run it was copied from"
+                   if run.recipe.model.loader == FROM_CONFIG else
+                   f"point model.path in {run.path / RECIPE_FILE} at the base it trained on")
+            raise RunError(f"the base at {run.base} is not the one the adapter in {adapter} trained on: "
+                           f"{'; '.join(changed[:3])}; {fix}")
+        return
+    from_config = run.recipe.model.loader == FROM_CONFIG
+    if adapter_files.same_base(recorded_path, run.base):
+        return
+    if from_config and recorded_path and Path(recorded_path).name == BASE_MODEL_DIR:
+        if not Path(recorded_path).exists():
+            return  # the run directory was moved, its base_model/ with it
+        if base_identity.folder_identity(recorded_path) == base_identity.folder_identity(run.base):
+            return  # a copy: its base_model/ holds the same files
+    raise RunError(f"the adapter in {adapter} was trained on {recorded_path}, but this run's base is {run.base}; "
+                   f"it needs {recorded_path}")

@@ -49,10 +49,12 @@ def complete(run_dir: Path) -> list[Path]:
     return sorted(found, key=step_of)
 
 
-def publish(run_dir: Path, step: int, recipe_yaml: str, keep: int) -> Path:
-    """Move a whole checkpoint from staging into place, then drop the oldest beyond ``keep``."""
+def publish(run_dir: Path, step: int, recipe_yaml: str, keep: int, wall_seconds: float | None = None) -> Path:
+    """Move a whole checkpoint from staging into place, then drop the oldest beyond ``keep``.
+    ``wall_seconds``: the run's training time so far, every session's, which a resumed run adds to."""
     staged = staging_dir(run_dir) / f"checkpoint-{step}"
-    (staged / MARKER).write_text(json.dumps({"step": step, "recipe": recipe_yaml}), encoding="utf-8")
+    marker = {"step": step, "recipe": recipe_yaml, **({"wall_seconds": wall_seconds} if wall_seconds is not None else {})}
+    (staged / MARKER).write_text(json.dumps(marker), encoding="utf-8")
     final = checkpoints_dir(run_dir) / staged.name
     if final.exists():  # a resumed run reaching a step it had saved before: the new one replaces it
         shutil.rmtree(final)
@@ -62,6 +64,11 @@ def publish(run_dir: Path, step: int, recipe_yaml: str, keep: int) -> Path:
     for old in complete(run_dir)[:-keep]:
         shutil.rmtree(old)
     return final
+
+
+def wall_seconds(checkpoint: Path) -> float:
+    """The training time the run had spent when ``checkpoint`` was saved (0 for one saved before it was recorded)."""
+    return float(json.loads((checkpoint / MARKER).read_text(encoding="utf-8")).get("wall_seconds", 0.0))
 
 
 def clear_staging(run_dir: Path) -> None:
@@ -125,6 +132,7 @@ def drop_metrics_after(run_dir: Path, step: int) -> None:
     """Metrics logged after the checkpoint will be logged again by the resumed run: drop them."""
     path = run_dir / METRICS_FILE
     if path.is_file():
+        # and the interrupted session's closing train_loss: the resumed run's, over every step, replaces it
         kept = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
-                if line.strip() and json.loads(line).get("step", 0) <= step]
+                if line.strip() and json.loads(line).get("step", 0) <= step and "train_loss" not in json.loads(line)]
         path.write_text("".join(kept), encoding="utf-8")

@@ -20,8 +20,9 @@ class Diverged(UserError):
 class PublishCheckpoints(TrainerCallback):
     """Once the Trainer has written a checkpoint to staging, move it into place (rank 0 only)."""
 
-    def __init__(self, run_dir: Path, recipe_yaml: str, keep: int):
-        self.run_dir, self.recipe_yaml, self.keep = run_dir, recipe_yaml, keep
+    def __init__(self, run_dir: Path, recipe_yaml: str, keep: int, clock=None):
+        """``clock``: the run's training time so far in seconds (earlier sessions included), kept with each checkpoint."""
+        self.run_dir, self.recipe_yaml, self.keep, self.clock = run_dir, recipe_yaml, keep, clock
         self.latest: Path | None = None
 
     def on_save(self, args, state, control, **kwargs):
@@ -31,7 +32,8 @@ class PublishCheckpoints(TrainerCallback):
         if distributed:
             dist.barrier()  # every rank has written its RNG state into staging
         if state.is_world_process_zero:
-            self.latest = checkpoints.publish(self.run_dir, state.global_step, self.recipe_yaml, self.keep)
+            self.latest = checkpoints.publish(self.run_dir, state.global_step, self.recipe_yaml, self.keep,
+                                              round(self.clock(), 1) if self.clock else None)
         if distributed:
             dist.barrier()
 
@@ -64,6 +66,7 @@ class GracefulStop(TrainerCallback):
         if self.signal is not None:
             self.step = state.global_step
             control.should_save = True
+            control.should_log = True  # the steps since the last log: the resumed run's losses continue from here
             control.should_training_stop = True
 
 

@@ -88,7 +88,38 @@ def _token_counting_trainer():
         # changes what is computed, only the time and memory it takes
         head_only_where_loss = True
 
+        # the evaluation's loss summed over its target tokens, and their count (None outside evaluation_loop)
+        _eval_sums: list[float] | None = None
+
+        def evaluation_loop(self, *args, **kwargs):
+            """The eval loss as the mean over every target token of the split, as `qlorafx eval` computes it:
+            the Trainer's own is the mean of the batches' means, which weighs a target in a batch of few
+            targets more (1.2090 logged against 1.2132 from `qlorafx eval` on the same split)."""
+            self._eval_sums = [0.0, 0]
+            try:
+                output = super().evaluation_loop(*args, **kwargs)
+                total, count = self._eval_sums
+                if self.args.world_size > 1:  # every process's share of the split
+                    both = self.accelerator.reduce(torch.tensor([total, count], device=self.args.device,
+                                                                dtype=torch.float64), reduction="sum")
+                    total, count = both.tolist()
+                prefix = kwargs.get("metric_key_prefix", args[4] if len(args) > 4 else "eval")
+                if count and f"{prefix}_loss" in output.metrics:
+                    output.metrics[f"{prefix}_loss"] = total / count
+                return output
+            finally:
+                self._eval_sums = None
+
         def compute_loss(self, model, inputs, *args, **kwargs):
+            if self._eval_sums is not None and not model.training and "labels" in inputs:
+                targets = _targets(inputs["labels"], self.accelerator.unwrap_model(model))
+                loss, outputs = self._compute_loss(model, inputs, *args, **{**kwargs, "return_outputs": True})
+                self._eval_sums[0] += float(loss.detach()) * targets
+                self._eval_sums[1] += targets
+                return (loss, outputs) if kwargs.get("return_outputs") else loss
+            return self._compute_loss(model, inputs, *args, **kwargs)
+
+        def _compute_loss(self, model, inputs, *args, **kwargs):
             tokens = inputs.pop(NUM_TOKENS, 0)
             if model.training:
                 if self.args.world_size > 1:  # every process's tokens: tokens_per_s is the whole run's
@@ -112,6 +143,15 @@ def _token_counting_trainer():
                 return super().compute_loss(model, kept, *args, **kwargs)
 
     return TokenCountingTrainer
+
+
+def _targets(labels, model) -> int:
+    """The positions a batch's loss is the mean over: labels after the causal shift (an encoder-decoder's as
+    they are)."""
+    from qlorafx.data.collate import IGNORE_INDEX
+
+    kept = labels if is_encoder_decoder(model.config) else labels[..., 1:]
+    return int((kept != IGNORE_INDEX).sum())
 
 
 @TRAINERS.register("causal_lm")
