@@ -112,7 +112,21 @@ def test_an_existing_output_is_never_overwritten(run_dir, tmp_path, capsys):
 
 
 def test_an_adapter_trained_on_another_base_is_refused(run_dir, tmp_path, capsys):
+    """run.json says which base the adapter trained on, by what it is; the base found is another."""
     other = copy_run(run_dir, tmp_path)
+    status = json.loads((other / "run.json").read_text())
+    status["base"] = {"hub": "huggyllama/llama-7b", "revision": "8416d3fefb0cb3ff5775a7b13c1692d10ff1aa16"}
+    (other / "run.json").write_text(json.dumps(status))
+    refused([other, "--out", tmp_path / "m"], f"the base at {other}/base_model is not the one the adapter in "
+                                              f"{other}/adapter trained on: it trained on the hub model "
+                                              "huggyllama/llama-7b (commit 8416d3f", capsys)
+
+
+def test_an_adapter_of_a_run_from_before_run_json_named_its_base_is_checked_by_path(run_dir, tmp_path, capsys):
+    other = copy_run(run_dir, tmp_path)
+    status = json.loads((other / "run.json").read_text())
+    del status["base"]
+    (other / "run.json").write_text(json.dumps(status))
     config = json.loads((other / "adapter" / "adapter_config.json").read_text())
     config["base_model_name_or_path"] = "huggyllama/llama-7b"
     (other / "adapter" / "adapter_config.json").write_text(json.dumps(config))

@@ -68,10 +68,14 @@ def identity(base: str, revision: str | None = None) -> dict:
 
 def differences(recorded: dict, found: dict) -> list[str]:
     """How the base found now differs from the one recorded, in words; [] when it is the same."""
-    if "hub" in recorded or "hub" in found:
-        said = [f"{key} {recorded.get(key)} then, {found.get(key)} now" for key in ("hub", "revision")
+    if ("hub" in recorded) != ("hub" in found):
+        then = (f"the hub model {recorded['hub']} (commit {recorded.get('revision')})" if "hub" in recorded
+                else "a local folder")
+        now = "a local folder" if "hub" in recorded else f"the hub model {found['hub']}"
+        return [f"it trained on {then}, and this base is {now}"]
+    if "hub" in recorded:
+        return [f"{key} {recorded.get(key)} then, {found.get(key)} now" for key in ("hub", "revision")
                 if recorded.get(key) != found.get(key) and found.get(key) is not None]
-        return said
     then, now = recorded.get("files", {}), found.get("files", {})
     out = [f"{name} is missing" for name in sorted(set(then) - set(now))]
     out += [f"{name} was not there" for name in sorted(set(now) - set(then))]
