@@ -26,7 +26,7 @@ class Section(BaseModel):
         """pydantic would read true/false as 1/0 in a number field; an integer past 64 bits fits nowhere."""
         annotation = cls.model_fields[info.field_name].annotation
         if isinstance(v, bool) and _takes(annotation, int, float) and not _takes(annotation, bool):
-            raise ValueError(f"expected a number, not true or false; found {v}")
+            raise ValueError(f"expected a number, not true or false; found {str(v).lower()}")
         if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() >= INT_BITS:
             raise ValueError(f"too large: an integer here fits in {INT_BITS} bits; found one of {v.bit_length()} bits")
         return v

@@ -60,3 +60,16 @@ def test_a_run_from_before_the_base_was_recorded_still_reads(original, copy, cap
     assert main(["chat", str(copy)]) == 2
     assert f"was trained on {original / BASE_MODEL_DIR}, but this run's base is {copy / BASE_MODEL_DIR}" in \
         capsys.readouterr().err
+
+
+def test_eval_of_chat_data_names_the_template_it_needs(copy, tmp_path, capsys):
+    """The run trained on alpaca prompts; its tokenizer has no chat template: eval says to add --chat-template
+    (it said to set chat_template on the dataset, which eval has not), before loading a weight."""
+    data = tmp_path / "chat.jsonl"
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "Hi"},
+                                             {"role": "assistant", "content": "Hello"}]}) + "\n")
+    assert main(["eval", str(copy), "--data", str(data), "--format", "chat"]) == 2
+    assert "the run's tokenizer has none (it trained on alpaca prompts); add --chat-template NAME, one of chatml" \
+        in capsys.readouterr().err
+    assert main(["eval", str(copy), "--data", str(data), "--format", "chat", "--chat-template", "chatml"]) == 0
+    assert "eval_tokens: " in capsys.readouterr().out

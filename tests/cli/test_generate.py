@@ -110,3 +110,16 @@ def test_chat_keeps_the_history_across_turns(run_dir):
     assert second["prompt"].startswith(first["prompt"] + first["output"] + "</s>")
     assert second["prompt"].endswith("### Instruction:\nAnd a dog?\n\n### Response: ")
     assert first["output"] and second["output"] and "Traceback" not in done.stderr
+
+
+def test_chat_answers_quit_exit_and_help_itself(run_dir, monkeypatch, capsys):
+    """/help is answered by chat, /quit (or /exit) ends it: none of them is sent to the model."""
+    import io
+
+    for quit in ("/quit", "/exit"):
+        monkeypatch.setattr("sys.stdin", io.StringIO(f"What sound does a cow make?\n/help\n {quit} \nNever sent\n"))
+        assert main(["chat", str(run_dir), "--json", "--max-new-tokens", "4"]) == 0
+        out, err = capsys.readouterr()
+        [answer] = lines(out)  # one answer: the line after /quit was never read
+        assert "/help" not in answer["prompt"] and "What sound does a cow make?" in answer["prompt"]
+        assert "/reset clears the history, /quit or /exit (or Ctrl-D) ends, /help shows this" in err

@@ -123,3 +123,18 @@ def test_estimate_refuses_a_max_length_past_the_position_embeddings(recipe, caps
     assert capsys.readouterr().err == ("error: data.max_length: 10000000 tokens, but this llama model has position "
                                        "embeddings for 2048 (max_position_embeddings); set data.max_length to 2048 or "
                                        "less\n")
+
+
+def test_resume_says_what_to_run_instead(recipe, tmp_path, capsys):
+    """A run that stopped before its first checkpoint: start over (a command that works, not one adding
+    --overwrite to --resume); a finished run: train further from its adapter."""
+    finished_run(tmp_path / "run")
+    (tmp_path / "run" / "run.json").unlink()
+    code, _, err = run(capsys, recipe, "--resume")
+    assert code == 2 and "start it over: the same command with --overwrite in place of --resume" in err
+    finished_run(tmp_path / "done")
+    assert main(["train", str(recipe), f"output_dir={tmp_path / 'done'}", "--resume"]) == 0
+    said = capsys.readouterr().err
+    assert f"{tmp_path / 'done'} holds a finished run (run.json); nothing to resume. To train it further, start a " \
+           f"new run from its adapter: qlorafx train {tmp_path / 'done' / 'recipe.yaml'} " \
+           f"lora.init_from={tmp_path / 'done' / 'adapter'} output_dir={tmp_path / 'done'}-more" in said

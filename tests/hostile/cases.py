@@ -178,8 +178,8 @@ CASES = [
 
     # --- wrong types at every section; unknown keys at every depth ----------------------------------
     Case("wrong-types-in-every-section", (
-        f"description ({R}:1): input should be a valid string; found dict",
-        f"model.config ({R}:4): input should be a valid dictionary; found list",
+        f"description ({R}:1): input should be a valid string; found a mapping",
+        f"model.config ({R}:4): input should be a valid dictionary; found a list",
         f"model.trust_remote_code ({R}:5): input should be a valid boolean",
         f"quantization.bits ({R}:6): input should be 4, 8 or 16; found 3",
         f"lora.r ({R}:7): input should be a valid integer",
@@ -191,14 +191,15 @@ CASES = [
         f"training.max_steps ({R}:14): expected a number, not true or false",
         f"logging.backends ({R}:15): input should be a valid list; found 'console'",
         f"logging.wandb.tags ({R}:15): input should be a valid list; found 'x'",
-        f"output_dir ({R}:16): input should be a valid string; found list",
+        f"output_dir ({R}:16): input should be a valid string; found a list",
     ), recipe=WRONG_TYPES, max_lines=15),
     Case("wrong-types-by-override", (
         "model (command line): input should be a valid dictionary", "found 3",
         "quantization (command line): input should be a valid dictionary", "found 'fp4'",
         "data.datasets (command line): input should be a valid list; found 'x'",
-        "lora.r (command line): expected a number, not true or false; found True",
-    ), overrides=("model=3", "quantization=fp4", "data.datasets=x", "lora.r=yes"), max_lines=5),
+        "lora.r (command line): expected a number, not true or false; found true",
+    ), overrides=("model=3", "quantization=fp4", "data.datasets=x", "lora.r=yes"), max_lines=5,
+         absent=("instance of", "Section", "True")),  # YAML's words, not Python's or the schema's class names
     Case("lora-targets-bad-regex", ("lora.target_modules (command line): not a valid regex",),
          overrides=("lora.target_modules=.*(q_proj",)),
     Case("empty-output-dir", ("output_dir (command line): string should have at least 1 character",),
@@ -264,6 +265,11 @@ CASES = [
     # --- bad overrides --------------------------------------------------------------------------------
     Case("override-without-equals", ("lora.r (command line): override 'lora.r' is not key.path=value",),
          overrides=("lora.r",)),
+    Case("override-list-split-by-the-shell", (
+        "lora.target_modules (command line): '[q_proj,' starts a YAML list that does not close",
+        "quote the whole override for the shell when it holds spaces: 'key=[q_proj, v_proj]'",
+        "v_proj] (command line): override 'v_proj]' is not key.path=value"),
+         overrides=("lora.target_modules=[q_proj,", "v_proj]"), max_lines=3, absent=("regex",)),
     Case("override-index-past-end", ("data.datasets.5.path (command line): index 5 is past the end of the list "
                                      "(1 item)",), overrides=("data.datasets.5.path=x.jsonl",)),
     Case("override-index-not-a-number", ("data.datasets.x.path (command line): data.datasets is a list; index it by "

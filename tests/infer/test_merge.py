@@ -4,6 +4,7 @@ a merge that wrote the base unchanged is caught; every refusal comes before any 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -53,6 +54,10 @@ def test_merged_model_loads_and_matches_base_plus_adapter(run_dir, tmp_path, cap
     assert model.dtype == getattr(torch, dtype)
     with safe_open(out / "model.safetensors", "pt") as f:
         assert not [k for k in f.keys() if "lora" in k]
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
+    assert set(modes.values()) == {0o666 & ~umask}, modes  # safetensors alone would leave the weights 0600
     tokenizer = AutoTokenizer.from_pretrained(out)
     batch = tokenizer(PROMPTS, return_tensors="pt", padding=True)
     with torch.no_grad():
@@ -107,8 +112,12 @@ def test_a_run_without_an_adapter_is_refused(run_dir, tmp_path, capsys):
 def test_an_existing_output_is_never_overwritten(run_dir, tmp_path, capsys):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "keep.txt").write_text("mine")
-    refused([run_dir, "--out", tmp_path / "m"], "already exists and is not empty; merge never overwrites", capsys)
+    refused([run_dir, "--out", tmp_path / "m"], "is a folder that is not empty; merge never overwrites", capsys)
     assert (tmp_path / "m" / "keep.txt").read_text() == "mine"
+    (tmp_path / "model.safetensors").write_text("mine")
+    refused([run_dir, "--out", tmp_path / "model.safetensors"], f"--out {tmp_path / 'model.safetensors'} is a file; "
+                                                                  "the merged model is a folder", capsys)
+    assert (tmp_path / "model.safetensors").read_text() == "mine"
 
 
 def test_an_adapter_trained_on_another_base_is_refused(run_dir, tmp_path, capsys):

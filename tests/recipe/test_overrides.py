@@ -66,7 +66,7 @@ def test_a_whole_list_can_be_given(minimal, tmp_path, monkeypatch):
         ("32", 32), ("-1", -1), ("0.5", 0.5), ("3.0e-4", 3.0e-4), ("true", True), ("false", False),
         ("null", None), ("~", None), ("nf4", "nf4"), ("'32'", "32"), ("[q_proj, v_proj]", ["q_proj", "v_proj"]),
         ("{a: 1}", {"a": 1}), ("", ""), ("a=b=c", "a=b=c"), ("x == y", "x == y"),
-        ("[unbalanced", "[unbalanced"), ("'Say: hi'", "Say: hi"), ("Say: hi", {"Say": "hi"}),
+        ("un[balanced", "un[balanced"), ("'[quoted'", "[quoted"), ("'Say: hi'", "Say: hi"), ("Say: hi", {"Say": "hi"}),
     ],
 )
 def test_values_are_typed_as_yaml(text, value):
@@ -77,7 +77,7 @@ def test_values_are_typed_as_yaml(text, value):
 
 
 def test_an_unquoted_colon_value_is_a_mapping_and_validation_says_so(minimal, problems):
-    assert problems(minimal, ["description=Say: hi"]) == {"description": ("input should be a valid string; found dict", CL)}
+    assert problems(minimal, ["description=Say: hi"]) == {"description": ("input should be a valid string; found a mapping", CL)}
     assert load_recipe(minimal, ["description='Say: hi'"]).recipe.description == "Say: hi"
 
 
@@ -179,3 +179,15 @@ def test_every_override_problem_is_reported(minimal, problems):
     assert set(problems(minimal, ["a", "data.datasets.9.path=x", "output_dir.x=1", "lora.rr=1"])) == {
         "a", "data.datasets.9.path", "output_dir.x", "lora.rr",
     }
+
+
+def test_a_list_or_mapping_left_open_is_a_problem_not_a_string(minimal, problems):
+    """`lora.target_modules=[q_proj, v_proj]` unquoted: the shell splits it at the space, and the first half
+    was read as the text '[q_proj,', then refused as a regex; it is a list left open, and said so."""
+    found = problems(minimal, ["lora.target_modules=[q_proj,", "v_proj]", "description={draft"])
+    assert found["lora.target_modules"] == (
+        "'[q_proj,' starts a YAML list that does not close (while parsing a flow node); write it whole, e.g. "
+        "[q_proj, v_proj], and quote the whole override for the shell when it holds spaces: "
+        "'key=[q_proj, v_proj]'", CL)
+    assert found["description"][0].startswith("'{draft' starts a YAML mapping that does not close")
+    assert found["v_proj]"][0].startswith("override 'v_proj]' is not key.path=value")

@@ -123,7 +123,7 @@ def test_unknown_key_in_a_file_names_its_line(write, problems):
         ("lora.target_modules=5", "lora.target_modules", "input should be a valid list or input should be a valid string; found 5"),
         ("lora.target_modules=[]", "lora.target_modules", "an empty list targets nothing; give module names or 'all-linear'"),
         ("training.seed=1.5", "training.seed", "input should be a valid integer, got a number with a fractional part; found 1.5"),
-        ("data.datasets=[]", "data.datasets", "list should have at least 1 item after validation, not 0; found list"),
+        ("data.datasets=[]", "data.datasets", "list should have at least 1 item after validation, not 0; found a list"),
     ],
 )
 def test_typed_values_are_checked(minimal, problems, override, key, message):

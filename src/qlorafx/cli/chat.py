@@ -13,14 +13,17 @@ from pathlib import Path
 from qlorafx.cli.generate import add_sampling_arguments, note_unused_sampling, sampling
 
 RESET = "/reset"
+QUIT = ("/quit", "/exit")
+HELP = "/help"
+# the lines chat answers itself; any other line, one starting with '/' included, is a message to the model
+COMMANDS = f"{RESET} clears the history, {' or '.join(QUIT)} (or Ctrl-D) ends, {HELP} shows this"
 
 
 def add_parser(commands) -> None:
     parser = commands.add_parser(
         "chat", help="chat with a finished run's model on stdin/stdout, with the run's template",
         description="Interactive multi-turn chat: each line on stdin is a user message; the history is rendered "
-                    f"with the format and template the run trained with. {RESET} clears the history; end of input "
-                    "(Ctrl-D) ends.")
+                    f"with the format and template the run trained with. {COMMANDS}.")
     parser.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="the output_dir of a finished run")
     add_sampling_arguments(parser)
     parser.add_argument("--json", action="store_true",
@@ -45,8 +48,7 @@ def run(args) -> int:
     session = ChatSession.of(generator)
     interactive = sys.stdin.isatty()
     if interactive:
-        print(f"chat with {found.path} (format {found.dataset.format}); {RESET} clears the history, "
-              f"Ctrl-D ends", file=sys.stderr)
+        print(f"chat with {found.path} (format {found.dataset.format}); {COMMANDS}", file=sys.stderr)
     while True:
         if interactive:
             print("> ", end="", file=sys.stderr, flush=True)
@@ -56,8 +58,14 @@ def run(args) -> int:
         message = line.rstrip("\r\n")
         if not message.strip():
             continue
-        if message.strip() == RESET:
+        command = message.strip()
+        if command == RESET:
             session.reset()
+            continue
+        if command in QUIT:
+            break
+        if command == HELP:
+            print(COMMANDS, file=sys.stderr)
             continue
         prompt = session.prompt(message)
         for _ in range(prompt.dropped):

@@ -18,6 +18,9 @@ def add_parser(commands) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="the output_dir of a finished `qlorafx train`")
     parser.add_argument("--data", metavar="PATH", help="evaluate the loss on this dataset instead of the validation split")
     parser.add_argument("--format", default=None, metavar="NAME", help="format of --data (default: the run's first dataset's)")
+    parser.add_argument("--chat-template", default=None, metavar="NAME",
+                        help="with a chat --format: the named template to render --data with (default: the run's "
+                             "tokenizer's own, or the run's dataset's)")
     parser.add_argument("--mc", metavar="FILE", help="JSONL of {question, choices, answer} for multiple-choice accuracy")
     parser.add_argument("--no-loss", action="store_true", help="skip the loss (with --mc: accuracy only)")
     parser.set_defaults(run=run)
@@ -39,7 +42,36 @@ def _dataset(args, recipe):
         if not same:
             raise UserError("--format template needs the run to have trained on a template dataset (its templates)")
         return same[0].model_copy(update={"path": path})
-    return FORMATS.get(name).section(path=path, format=name)
+    return FORMATS.get(name).section(path=path, format=name, **_chat_template(args, recipe, name))
+
+
+def _chat_template(args, recipe, name: str) -> dict:
+    """A chat format's template: --chat-template, else the run's own (its dataset's named one, or its
+    tokenizer's); without one, the data cannot be rendered, which is said before any weight loads."""
+    from qlorafx.data.chat_templates import CHAT_TEMPLATES
+    from qlorafx.data.formats import FORMATS
+    from qlorafx.run_files import TOKENIZER_DIR
+
+    if "chat_template" not in FORMATS.get(name).section.model_fields:
+        if args.chat_template:
+            raise UserError(f"--chat-template applies to a chat --format; {name!r} renders its own prompts")
+        return {}
+    if args.chat_template:
+        if args.chat_template not in CHAT_TEMPLATES:
+            raise UserError(f"--chat-template {args.chat_template!r}: expected one of {', '.join(CHAT_TEMPLATES.keys())}")
+        return {"chat_template": args.chat_template}
+    named = [d.chat_template for d in recipe.data.datasets if getattr(d, "chat_template", None)]
+    if named:
+        return {"chat_template": named[0]}
+    tokenizer = Path(args.run_dir) / TOKENIZER_DIR
+    config = tokenizer / "tokenizer_config.json"
+    own = (tokenizer / "chat_template.jinja").is_file() or (
+        config.is_file() and json.loads(config.read_text(encoding="utf-8")).get("chat_template"))
+    if not own:
+        raise UserError(f"--format {name} renders --data with a chat template, and the run's tokenizer has none (it "
+                        f"trained on {recipe.data.datasets[0].format} prompts); add --chat-template NAME, one of "
+                        f"{', '.join(CHAT_TEMPLATES.keys())}")
+    return {}
 
 
 def run(args) -> int:

@@ -64,6 +64,9 @@ def run(args) -> int:
         raise GenerateError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.out is not None and args.out.is_dir():
         raise GenerateError(f"--out {args.out} is a folder; give a file name, e.g. {args.out / 'out.jsonl'}")
+    if args.out is not None and args.out.exists():
+        raise GenerateError(f"--out {args.out} already exists; generate never overwrites a file: give a new name, "
+                            "or remove it first")
     note_unused_sampling(args)
     found = trained_run(args.run_dir)
     prompts = args.prompt if args.prompt is not None else read_prompts(args.file)

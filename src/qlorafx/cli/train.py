@@ -74,5 +74,7 @@ def run(args) -> int:
         ratio = summary.eval_loss_after / summary.eval_loss_before
         print(f"eval loss {summary.eval_loss_before:.4f} -> {summary.eval_loss_after:.4f} ({ratio:.2f}x)")
     if summary.sample_output is not None:
-        print(f"sample:\n{summary.sample_prompt}\033[1m{summary.sample_output}\033[0m")
+        # the model's part in bold on a terminal; piped or redirected, the plain text (no escape codes in a log)
+        bold, plain = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("", "")
+        print(f"sample:\n{summary.sample_prompt}{bold}{summary.sample_output}{plain}")
     return 0

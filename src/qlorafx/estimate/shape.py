@@ -55,16 +55,17 @@ def quantized_layer_names(frame, bits: int) -> set[str]:
     if bits == 16:
         return set()
     import torch
+    from transformers.pytorch_utils import Conv1D
     from transformers.quantizers.base import HfQuantizer
     from transformers.quantizers.quantizers_utils import should_convert_module
 
     skip = HfQuantizer.get_modules_to_not_convert(frame, None, getattr(frame, "_keep_in_fp32_modules", None))
-    return {name for name, module in frame.named_modules()
-            if type(module) is torch.nn.Linear and should_convert_module(name, skip)}
+    return {name for name, module in frame.named_modules()  # Conv1D (GPT-2) too, as transformers' bnb replaces it
+            if (type(module) is torch.nn.Linear or isinstance(module, Conv1D)) and should_convert_module(name, skip)}
 
 
 def model_shape(recipe, config) -> ModelShape:
-    from qlorafx.model.adapter import layer_index, linear_layer_names, lora_config
+    from qlorafx.model.adapter import layer_index, layer_shape, linear_layer_names, lora_config
     from qlorafx.model.architecture import peft_task_type
     from qlorafx.model.loaders import skeleton
 
@@ -73,9 +74,9 @@ def model_shape(recipe, config) -> ModelShape:
     h, heads = text.hidden_size, text.num_attention_heads
     names = set(linear_layer_names(frame))
     linears = {n: m for n, m in frame.named_modules() if n in names}
-    intermediate = getattr(text, "intermediate_size", None) or max(m.out_features for m in linears.values())
+    intermediate = getattr(text, "intermediate_size", None) or max(layer_shape(m)[1] for m in linears.values())
     leaves = {n.rsplit(".", 1)[-1] for n in linears}
-    up_like = [m for n, m in linears.items() if layer_index(n) == 0 and m.in_features == h and m.out_features == intermediate]
+    up_like = [m for n, m in linears.items() if layer_index(n) == 0 and layer_shape(m) == (h, intermediate)]
     shape = ModelShape(
         hidden=h, intermediate=intermediate, layers=text.num_hidden_layers, heads=heads,
         kv_heads=getattr(text, "num_key_value_heads", None) or heads,
@@ -84,7 +85,7 @@ def model_shape(recipe, config) -> ModelShape:
         packed_mask=recipe.data.packing and recipe.model.attn_implementation != "flash_attention_2",
     )
     quantized = quantized_layer_names(frame, recipe.quantization.bits)
-    shape.quantized = [(n, m.weight.numel(), m.out_features) for n, m in frame.named_modules() if n in quantized]
+    shape.quantized = [(n, m.weight.numel(), layer_shape(m)[1]) for n, m in frame.named_modules() if n in quantized]
     quantized_weights = {id(m.weight) for n, m in frame.named_modules() if n in quantized}
     shape.other_params = sum(p.numel() for p in frame.parameters() if id(p) not in quantized_weights)
     shape.buffer_bytes = sum(b.numel() * b.element_size() for b in frame.buffers())
@@ -103,7 +104,7 @@ def model_shape(recipe, config) -> ModelShape:
 
 
 def _sites(wrapped) -> list[LoraSite]:
-    from qlorafx.model.adapter import layer_index
+    from qlorafx.model.adapter import layer_index, layer_shape
 
     sites: dict[str, LoraSite] = {}
     for name, module in wrapped.named_modules():
@@ -111,11 +112,12 @@ def _sites(wrapped) -> list[LoraSite]:
             continue
         leaf, parent = name.rsplit(".", 1)[-1], name.rsplit(".", 1)[0]
         base = module.get_base_layer()
+        in_features, out_features = layer_shape(base)
         kind = "shared" if leaf in SHARED_INPUT else "attention_output" if leaf in ATTENTION_OUTPUT else "own"
-        key = f"{parent}:{base.in_features}" if kind == "shared" else name
+        key = f"{parent}:{in_features}" if kind == "shared" else name
         site = sites.setdefault(key, LoraSite(layer_index(name.removeprefix("base_model.model.")) or 0, kind,
-                                              base.in_features))
+                                              in_features))
         site.layers += 1
         site.rank_sum += module.r["default"]
-        site.out_sum += base.out_features
+        site.out_sum += out_features
     return list(sites.values())

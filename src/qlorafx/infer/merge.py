@@ -60,8 +60,11 @@ def plan(run_dir: Path, out: Path, dtype: str | None = None) -> Plan:
 
     run = trained_run(run_dir)
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise MergeError(f"--out {out} already exists and is not empty; merge never overwrites: give a new folder")
+    if out.exists() and not out.is_dir():
+        raise MergeError(f"--out {out} is a file; the merged model is a folder (weights, config, tokenizer): "
+                         "give the path of a new folder")
+    if out.exists() and any(out.iterdir()):
+        raise MergeError(f"--out {out} is a folder that is not empty; merge never overwrites: give a new folder")
     return Plan(run.path, out, run.base, dtype or _stored_dtype(run.base), run.recipe, run.status.get("sample_prompt"),
                 run.status)
 
@@ -131,6 +134,7 @@ def run(p: Plan, log=print) -> Report:
     merged = merge_adapter(model)
     merged.save_pretrained(p.out)
     tokenizer.save_pretrained(p.out)
+    readable_as_umask(p.out)
     del merged, model, base
     with torch.no_grad():
         got = logits(auto.from_pretrained(p.out, dtype=dtype).eval(), batch)
@@ -143,6 +147,18 @@ def run(p: Plan, log=print) -> Report:
             f"the merged model's logits differ from base + adapter by up to {difference:.3g} (allowed {tolerance:.3g}; "
             f"the adapter's own effect is {effect:.3g}), so the merge is wrong; nothing was kept in {p.out}")
     return report
+
+
+def readable_as_umask(folder: Path) -> None:
+    """safetensors writes its file through a private temporary file (mode 0600); a merged model is for sharing
+    and serving, so its files get the mode any new file gets here (0644 under the usual umask 022)."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(0o666 & ~umask)
 
 
 def _remove(out: Path, created: bool) -> None:

@@ -27,7 +27,7 @@ def check_adapter_fits(run: FinishedRun) -> None:
     """The adapter's layer shapes against the base's config (no weights): another base is refused."""
     from transformers import AutoConfig
 
-    from qlorafx.model.adapter import linear_layer_names
+    from qlorafx.model.adapter import layer_shape, linear_layer_names
     from qlorafx.model.loaders import skeleton
 
     try:
@@ -37,7 +37,7 @@ def check_adapter_fits(run: FinishedRun) -> None:
     frame = skeleton(config)
     names = set(linear_layer_names(frame))
     wrong = adapter_files.shape_mismatches(run.path / ADAPTER_DIR, {
-        n: (mod.in_features, mod.out_features) for n, mod in frame.named_modules() if n in names})
+        n: layer_shape(mod) for n, mod in frame.named_modules() if n in names})
     if wrong:
         raise RunError(f"the adapter in {run.path / ADAPTER_DIR} does not fit the base {run.base}, so it was trained "
                        f"on another base: {', '.join(wrong[:3])}")

@@ -34,15 +34,25 @@ class TargetError(LoraOptionError):
 
 
 def linear_layer_names(model) -> list[str]:
-    """Full names of the linear layers LoRA can target, without the output head."""
+    """Full names of the linear layers LoRA can target, without the output head: nn.Linear, and
+    transformers' Conv1D (GPT-2's projections, a linear layer with its weight transposed), which
+    peft adapts and bitsandbytes quantizes as it does nn.Linear."""
     import torch
+    from transformers.pytorch_utils import Conv1D
 
     head = model.get_output_embeddings()
     return [
         name
         for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear) and module is not head
+        if isinstance(module, (torch.nn.Linear, Conv1D)) and module is not head
     ]
+
+
+def layer_shape(module) -> tuple[int, int]:
+    """(in_features, out_features) of a linear layer; a Conv1D keeps its weight as (in, out)."""
+    if hasattr(module, "in_features"):
+        return module.in_features, module.out_features
+    return tuple(module.weight.shape)
 
 
 def matched_layers(names: list[str], targets) -> list[str]:
@@ -71,6 +81,9 @@ def lora_layers(names: list[str], lora) -> list[str]:
 
 def check_target_names(names: list[str], targets) -> None:
     """``names``: the model's linear layers (from its skeleton, or from its config: model/layer_plan.py)."""
+    if not names:
+        raise TargetError(f"{shown(targets)}: this model has no layer LoRA can wrap (peft adapts nn.Linear and "
+                          "transformers' Conv1D layers, and this model has neither outside its output head)")
     if not matched_layers(names, targets):
         leaves = sorted({n.rsplit(".", 1)[-1] for n in names})
         raise TargetError(f"{shown(targets)} matches no linear layer of this model; its linear layers are named "
@@ -152,7 +165,7 @@ def _check_init_from(model, linear_names: list[str], recipe) -> None:
     if recipe.model.loader == PRETRAINED and not adapter_files.same_base(config.get("base_model_name_or_path"), recipe.model.path):
         raise LoraOptionError("lora.init_from", f"{folder}: the adapter was trained on {config['base_model_name_or_path']}, "
                               f"but model.path is {recipe.model.path}; set model.path to the base it needs")
-    shapes = {n: (m.in_features, m.out_features) for n, m in model.named_modules() if n in set(linear_names)}
+    shapes = {n: layer_shape(m) for n, m in model.named_modules() if n in set(linear_names)}
     wrong = adapter_files.shape_mismatches(folder, shapes)
     if wrong:
         raise LoraOptionError("lora.init_from", f"{folder}: the adapter does not fit this model's layers, so it was trained "

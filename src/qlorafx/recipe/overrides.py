@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from qlorafx.errors import Problem
+from qlorafx.errors import Problem, shown
 from qlorafx.recipe.sources import COMMAND_LINE, SourceMap
 
 
@@ -23,11 +23,23 @@ def _short(path: str) -> str:
     return path if len(path) <= 80 else f"{path[:60]}..."
 
 
+class UnclosedValue(ValueError):
+    """A value that opens a YAML list or mapping and does not close it."""
+
+
 def _parse_value(text: str) -> Any:
     try:
         return yaml.safe_load(text) if text.strip() else ""
-    except (yaml.YAMLError, ValueError, RecursionError):  # an integer past 4,300 digits; nesting past the stack
-        return text  # not YAML (e.g. an unbalanced bracket in a prompt): take it as the string typed
+    except yaml.YAMLError as err:
+        if text.lstrip().startswith(("[", "{")):  # meant as a list or mapping: most often the shell split it at a space
+            kind, example = (("list", "[q_proj, v_proj]") if text.lstrip().startswith("[")
+                             else ("mapping", "{path: train.jsonl, format: alpaca}"))
+            raise UnclosedValue(f"{shown(text)} starts a YAML {kind} that does not close ({str(err).splitlines()[0]}); "
+                                f"write it whole, e.g. {example}, and quote the whole override for the shell when it "
+                                f"holds spaces: 'key={example}'") from None
+        return text  # not YAML (e.g. an unbalanced quote in a prompt): take it as the string typed
+    except (ValueError, RecursionError):  # an integer past 4,300 digits; nesting past the stack
+        return text
 
 
 def _set(data: dict[str, Any], keys: list[str], value: Any, created: list[str]) -> str | None:
@@ -72,7 +84,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], sources: SourceM
                                                           f"at most {MAX_DEPTH}", COMMAND_LINE))
             continue
         created: list[str] = []
-        reason = _set(data, keys, _parse_value(text), created)
+        try:
+            value = _parse_value(text)
+        except UnclosedValue as err:
+            problems.append(Problem(".".join(keys), str(err), COMMAND_LINE))
+            continue
+        reason = _set(data, keys, value, created)
         if reason:
             problems.append(Problem(".".join(keys), reason, COMMAND_LINE))
         else:  # a mapping the override created came from the command line too

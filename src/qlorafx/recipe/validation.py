@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from qlorafx.data.formats import FORMATS
-from qlorafx.errors import Problem
+from qlorafx.errors import Problem, shown
 from qlorafx.registry import UnknownKeyError
 from qlorafx.recipe.schema import Recipe
 from qlorafx.recipe.sources import SourceMap
@@ -129,12 +129,14 @@ def _message(error: dict, root: type[BaseModel] = Recipe) -> str:
     if kind == "union_tag_invalid":  # a dataset's format that no format section answers to
         return str(UnknownKeyError(FORMATS.kind, str(error["ctx"]["tag"]), FORMATS.keys()))
     found = error.get("input")
-    shown = repr(found) if not isinstance(found, (dict, list)) else type(found).__name__
-    if len(shown) > 80:  # a report line, not an echo of a long value
-        shown = f"{shown[:60]}... ({len(shown)} characters)"
+    # as the user wrote it, in YAML's words (true, null, 'x'), never Python's (True, None, dict)
+    seen = {dict: "a mapping", list: "a list"}.get(type(found)) or shown(found)
+    if len(seen) > 80:  # a report line, not an echo of a long value
+        seen = f"{seen[:60]}... ({len(seen)} characters)"
     if kind == "union_tag_not_found":  # a dataset entry that is not a mapping
-        return f"expected a dataset entry, a mapping such as {{path: train.jsonl, format: alpaca}}; found {shown}"
-    return f"{msg[0].lower()}{msg[1:]}; found {shown}"
+        return f"expected a dataset entry, a mapping such as {{path: train.jsonl, format: alpaca}}; found {seen}"
+    msg = re.sub(r" or instance of \w+", "", msg)  # a section's class name says nothing to the user
+    return f"{msg[0].lower()}{msg[1:]}; found {seen}"
 
 
 UNION_TAGS = {"str", "int", "float", "bool", "none"}

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from qlorafx.errors import UserError
-from qlorafx.run_files import CHECKPOINTS_DIR, FINISHED_MARKER, METRICS_FILE, RECIPE_FILE
+from qlorafx.errors import UserError, shown
+from qlorafx.run_files import ADAPTER_DIR, CHECKPOINTS_DIR, FINISHED_MARKER, METRICS_FILE, RECIPE_FILE
 
 MARKER = "qlorafx_checkpoint.json"
 # Settings that may change between an interrupted run and its resume without changing the run.
@@ -85,7 +85,8 @@ def find(run_dir: Path, given: str | None) -> Path:
         return path
     found = complete(run_dir)
     if not found:
-        raise ResumeError(f"{run_dir} holds no complete checkpoint to resume from; start over with --overwrite")
+        raise ResumeError(f"{run_dir} holds no complete checkpoint to resume from (the run stopped before its first); "
+                          f"start it over: the same command with --overwrite in place of --resume")
     return found[-1]
 
 
@@ -104,7 +105,8 @@ def differences(checkpoint: Path, recipe_yaml: str) -> list[str]:
     now = _flat(yaml.safe_load(recipe_yaml))
     keys = sorted(set(saved) | set(now))
     relevant = [k for k in keys if not any(k == s or k.startswith(s + ".") for s in RESUME_SAFE)]
-    return [f"{k}: {saved.get(k)!r} in the checkpoint, {now.get(k)!r} now" for k in relevant if saved.get(k) != now.get(k)]
+    return [f"{k}: {shown(saved.get(k))} in the checkpoint, {shown(now.get(k))} now" for k in relevant
+            if saved.get(k) != now.get(k)]
 
 
 class AlreadyFinished(Exception):
@@ -116,7 +118,10 @@ def resume_point(run_dir: Path, given: str | None, force: bool, recipe_yaml: str
     from qlorafx.train.run_dir import is_finished
 
     if is_finished(run_dir):
-        raise AlreadyFinished(f"{run_dir} holds a finished run ({FINISHED_MARKER}); nothing to resume")
+        raise AlreadyFinished(
+            f"{run_dir} holds a finished run ({FINISHED_MARKER}); nothing to resume. To train it further, start a new "
+            f"run from its adapter: qlorafx train {run_dir / RECIPE_FILE} lora.init_from={run_dir / ADAPTER_DIR} "
+            f"output_dir={run_dir}-more (and training.max_steps or epochs for the further training)")
     if not (run_dir / RECIPE_FILE).is_file():
         raise ResumeError(f"{run_dir} holds no qlorafx run to resume; run without --resume to start one")
     checkpoint = find(run_dir, given)
