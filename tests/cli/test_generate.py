@@ -123,3 +123,11 @@ def test_chat_answers_quit_exit_and_help_itself(run_dir, monkeypatch, capsys):
         [answer] = lines(out)  # one answer: the line after /quit was never read
         assert "/help" not in answer["prompt"] and "What sound does a cow make?" in answer["prompt"]
         assert "/reset clears the history, /quit or /exit (or Ctrl-D) ends, /help shows this" in err
+
+
+def test_generate_never_overwrites_an_existing_out_file(run_dir, tmp_path, capsys):
+    kept = tmp_path / "answers.jsonl"
+    kept.write_text("my earlier answers\n")
+    assert main(["generate", str(run_dir), "--prompt", "Hi", "--out", str(kept)]) == 2
+    assert f"--out {kept} already exists; generate never overwrites a file" in capsys.readouterr().err
+    assert kept.read_text() == "my earlier answers\n"
