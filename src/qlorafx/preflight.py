@@ -43,6 +43,10 @@ def _model_config(loaded, found: Preflight):
     try:
         if m.loader == PRETRAINED:
             return loader.config(recipe, None, local_only=True)
+        if m.tokenizer and not Path(m.tokenizer).exists():  # a hub tokenizer: validate stays offline, and the
+            found.notes.append(f"model.tokenizer: {m.tokenizer} is a hub id, and validate stays offline; train "
+                               "loads it")
+            return loader.config(recipe, None)               # config's checks do not depend on its vocabulary
         return loader.config(recipe, loader.tokenizer(recipe))
     except ModelConfigError as err:
         found.problems += [_problem(loaded, p.key, p.message) for p in err.problems]

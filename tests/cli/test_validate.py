@@ -90,6 +90,9 @@ def test_what_cannot_be_checked_is_said(recipe, capsys, monkeypatch):
     code, out, _ = run(capsys, recipe, "model.config={model_type: gpt2, n_layer: 2, n_embd: 64, n_head: 2}")
     assert code == 0
     assert "  not checked: lora.target_modules: a gpt2 model's layer names are known only once it is built" in out
+    code, out, _ = run(capsys, recipe, "model.tokenizer=some-org/a-tokenizer")
+    assert code == 0 and "not checked: model.tokenizer: some-org/a-tokenizer is a hub id, and validate stays " \
+                         "offline" in out
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code, out, _ = run(capsys, recipe, "model.loader=pretrained", "model.path=some-org/not-on-this-machine",
                        "model.config={}")

@@ -156,10 +156,11 @@ class FromConfig:
 
         fields = dict(recipe.model.config)
         model_type = fields.pop("model_type")
-        defaults = {"vocab_size": len(tokenizer),
-                    **{name: getattr(tokenizer, name) for name in ("bos_token_id", "eos_token_id", "pad_token_id")}}
+        defaults = {} if tokenizer is None else {  # None: validate, checking the config without the hub's tokenizer
+            "vocab_size": len(tokenizer),
+            **{name: getattr(tokenizer, name) for name in ("bos_token_id", "eos_token_id", "pad_token_id")}}
         config = build_config(model_type, fields, defaults)
-        if is_encoder_decoder(config) and "decoder_start_token_id" not in fields:
+        if tokenizer is not None and is_encoder_decoder(config) and "decoder_start_token_id" not in fields:
             config.decoder_start_token_id = tokenizer.pad_token_id  # T5's convention: the decoder starts at pad
         return config
 
