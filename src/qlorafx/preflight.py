@@ -53,8 +53,27 @@ def _model_config(loaded, found: Preflight):
     except ModelSourceError as err:
         found.problems.append(_problem(loaded, err.key, err.detail))
     except NotCachedLocally as missing:
+        shipped = _shipped_config(m)
+        if shipped is not None:
+            return shipped
         found.notes.append(str(missing))
     return None
+
+
+def _shipped_config(model):
+    """The config of a bundled recipe's hub model as qlorafx ships it (configs/architectures/, estimate's
+    offline copy), at the hub's default revision; None for any other model."""
+    import json
+
+    from transformers import AutoConfig
+
+    from qlorafx.estimate.configs import shipped_path
+
+    path = shipped_path(model.path) if model.revision is None else None
+    if path is None:
+        return None
+    fields = json.loads(path.read_text(encoding="utf-8"))
+    return AutoConfig.for_model(fields.pop("model_type"), **fields)
 
 
 def _model_checks(loaded, config, found: Preflight) -> None:

@@ -141,3 +141,16 @@ def test_resume_says_what_to_run_instead(recipe, tmp_path, capsys):
     assert f"{tmp_path / 'done'} holds a finished run (run.json); nothing to resume. To train it further, start a " \
            f"new run from its adapter: qlorafx train {tmp_path / 'done' / 'recipe.yaml'} " \
            f"lora.init_from={tmp_path / 'done' / 'adapter'} output_dir={tmp_path / 'done'}-more" in said
+
+
+def test_a_bundled_recipes_hub_model_is_checked_offline_from_qlorafxs_copy_of_its_config(tmp_path, capsys,
+                                                                                          monkeypatch):
+    from tests.conftest import REPO
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    recipe = REPO / "recipes" / "alpaca" / "llama-3.1-8b.yaml"
+    code, _, err = run(capsys, recipe, f"output_dir={tmp_path / 'run'}", "lora.target_modules=[qq]",
+                       "data.max_length=200000")
+    assert code == 2
+    assert "data.max_length (command line): 200000 tokens, but this llama model has position embeddings for 131072" in err
+    assert "lora.target_modules (command line): [qq] matches no linear layer of this model" in err

@@ -82,10 +82,14 @@ def build_config(model_type: Any, user_fields: dict[str, Any], defaults: dict[st
         config = cls(**values)
     except Exception as err:  # the strict dataclass raises its own types; TypeError/ValueError from __post_init__
         raise ModelConfigError([_refusal(err, cls, prefix)]) from None
-    # keys the class did not take: set as plain attributes, where nothing reads them
-    plain = cls(**defaults or {})
+    # keys the class did not take: set as plain attributes, where nothing reads them (a key its __post_init__
+    # consumes, e.g. rope_theta, is not left as an attribute; one it sets itself is on a config built without it)
+    try:
+        own = set(vars(cls(**defaults or {})))
+    except Exception:  # the defaults alone do not build: the fields and aliases still tell
+        own = set()
     for key in user_fields:
-        if key in vars(config) and key not in vars(plain) and key not in _known_keys(cls):
+        if key in vars(config) and key not in own and key not in _known_keys(cls):
             close = _close(key, _known_keys(cls))
             hint = f"did you mean {close!r}?" if close else f"check the name against transformers' {cls.__name__}"
             problems.append(ConfigProblem(f"{prefix}.{key}", f"not a field of transformers' {cls.__name__}, so "
