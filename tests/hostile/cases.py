@@ -218,14 +218,14 @@ CASES = [
          recipe="extends: frag.yaml\n" + recipe(), files={"frag.yaml": "optimizer:\n  nmae: adamw\n"}),
 
     # --- huge, infinite, negative and zero numbers --------------------------------------------------
-    Case("infinite-lr", (f"optimizer.lr ({R}:10): input should be a finite number; found inf",),
+    Case("infinite-lr", (f"optimizer.lr ({R}:10): input should be a finite number; found .inf",),
          recipe=recipe(extra="optimizer: {lr: .inf}\n")),
     Case("10**100-micro-batch", (f"training.micro_batch_size ({R}:11): too large: an integer here fits in 64 bits",),
          recipe=recipe(extra=f"training:\n  micro_batch_size: {10 ** 100}\n")),
     Case("huge-and-infinite-numbers", (
         "lora.alpha (command line): input should be a finite number; found '1e400'",
-        "data.val_size (command line): input should be a finite number; found inf",
-        "training.epochs (command line): input should be a finite number; found nan",
+        "data.val_size (command line): input should be a finite number; found .inf",
+        "training.epochs (command line): input should be a finite number; found .nan",
         "lora.r (command line): too large: an integer here fits in 64 bits",
     ), overrides=("lora.alpha=1e400", "data.val_size=1.0e+400", "training.epochs=.nan", "lora.r=1" + "0" * 100),
          max_lines=5),

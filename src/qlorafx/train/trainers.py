@@ -99,10 +99,6 @@ def _token_counting_trainer():
             try:
                 output = super().evaluation_loop(*args, **kwargs)
                 total, count = self._eval_sums
-                if self.args.world_size > 1:  # every process's share of the split
-                    both = self.accelerator.reduce(torch.tensor([total, count], device=self.args.device,
-                                                                dtype=torch.float64), reduction="sum")
-                    total, count = both.tolist()
                 prefix = kwargs.get("metric_key_prefix", args[4] if len(args) > 4 else "eval")
                 if count and f"{prefix}_loss" in output.metrics:
                     output.metrics[f"{prefix}_loss"] = total / count
@@ -112,10 +108,14 @@ def _token_counting_trainer():
 
         def compute_loss(self, model, inputs, *args, **kwargs):
             if self._eval_sums is not None and not model.training and "labels" in inputs:
-                targets = _targets(inputs["labels"], self.accelerator.unwrap_model(model))
+                labels = inputs["labels"]
                 loss, outputs = self._compute_loss(model, inputs, *args, **{**kwargs, "return_outputs": True})
-                self._eval_sums[0] += float(loss.detach()) * targets
-                self._eval_sums[1] += targets
+                encoder_decoder = is_encoder_decoder(self.accelerator.unwrap_model(model).config)
+                # every process's rows, each once: the rows a process repeats to even out the last batch are
+                # dropped, as the Trainer drops them from its own losses
+                rows = self.accelerator.gather_for_metrics(_row_sums(outputs.logits, labels, encoder_decoder))
+                self._eval_sums[0] += float(rows[:, 0].sum())
+                self._eval_sums[1] += int(rows[:, 1].sum())
                 return (loss, outputs) if kwargs.get("return_outputs") else loss
             return self._compute_loss(model, inputs, *args, **kwargs)
 
@@ -145,13 +145,22 @@ def _token_counting_trainer():
     return TokenCountingTrainer
 
 
-def _targets(labels, model) -> int:
-    """The positions a batch's loss is the mean over: labels after the causal shift (an encoder-decoder's as
-    they are)."""
+def _row_sums(logits, labels, encoder_decoder: bool):
+    """(rows, 2): each row's loss summed over its targets, and their count. ``logits`` are the model's, at every
+    position, or at the labelled ones only (train/labelled_head.py hands the head those, in row order)."""
+    import torch
+
     from qlorafx.data.collate import IGNORE_INDEX
 
-    kept = labels if is_encoder_decoder(model.config) else labels[..., 1:]
-    return int((kept != IGNORE_INDEX).sum())
+    # a causal LM's position t predicts label t+1; an encoder-decoder's decoder position t predicts label t
+    targets = labels if encoder_decoder else torch.nn.functional.pad(labels[..., 1:], (0, 1), value=IGNORE_INDEX)
+    keep = (targets != IGNORE_INDEX).to(logits.device)
+    picked = logits if logits.dim() == 2 else logits[keep]
+    losses = torch.nn.functional.cross_entropy(picked.float(), targets.to(logits.device)[keep], reduction="none")
+    rows = torch.zeros(labels.shape[0], 2, dtype=torch.float64, device=logits.device)
+    rows[:, 0].index_add_(0, keep.nonzero()[:, 0], losses.double())
+    rows[:, 1] = keep.sum(dim=-1)
+    return rows
 
 
 @TRAINERS.register("causal_lm")
