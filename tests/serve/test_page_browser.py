@@ -6,11 +6,12 @@ that model's answer; side by side; errors in the page; an answer corrected by ha
 Markdown, kept and read back by `qlorafx preprocess`. The page contacts no host but the server.
 
 Where Playwright or Chromium is missing the tests skip with the reason; `make test` installs both.
-docs/web-chat.png is this test's screenshot of the page."""
+docs/web-chat.png is this test's screenshot of the page, rewritten when run with QLORAFX_UPDATE_DOCS=1."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -274,7 +275,7 @@ def test_a_corrected_answer_is_kept_and_preprocess_reads_it(page, site, tmp_path
     page.locator("#chat-bot button[aria-label=Submit]").click()
     wait_text(page, "#status", "edited")
     assert page.locator("#chat-bot [data-testid=bot] pre code").inner_text().strip() == "print('leaf is green')"
-    _screenshot(page, DOCS / "web-chat.png")
+    _screenshot(page, DOCS / "web-chat.png" if os.environ.get("QLORAFX_UPDATE_DOCS") else tmp_path / "web-chat.png")
     page.click("#chat-keep")
     status = wait_text(page, "#status", "kept 1 exchange as line")
     kept = site[1]
@@ -297,8 +298,9 @@ def test_a_corrected_answer_is_kept_and_preprocess_reads_it(page, site, tmp_path
 
 
 def _screenshot(tab, path: Path) -> None:
-    """The page as the docs show it, rewritten only when the picture changed. It shows no model output
-    (the answer is the hand-corrected one) and no timing, so it changes only when the page does."""
+    """The page as the docs show it. It shows no model output (the answer is the hand-corrected one) and no
+    timing; still, Chromium's pixels differ from run to run, so the docs' copy is rewritten only when asked
+    (QLORAFX_UPDATE_DOCS=1): a test run leaves the checkout as it found it."""
     tab.evaluate("document.activeElement && document.activeElement.blur()")
     picture = tab.screenshot(animations="disabled", full_page=True)
     if not path.exists() or path.read_bytes() != picture:
