@@ -39,6 +39,49 @@ def test_a_ctrl_c_inside_a_finalizer_is_delivered_again_at_once():
     assert done.stderr == ""  # no "Exception ignored in ... KeyboardInterrupt"
 
 
+ONCE_SCRIPT = textwrap.dedent("""
+    import os, signal, sys, time
+    from qlorafx.interrupts import ctrl_c_always_stops, stop_if_interrupted
+
+    class Finalized:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            [None for _ in range(100_000)]  # the press lands in here, and is swallowed
+
+    def busy(seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            pass
+
+    try:
+        with ctrl_c_always_stops():
+            Finalized()
+            {after_the_finalizer}
+            busy(0.5)
+            print("not stopped")
+    except KeyboardInterrupt:
+        print("stopped")
+        busy(0.5)  # what follows a stop (cli.main's "interrupted", libraries' exit handlers) runs undisturbed
+    busy(0.5)
+    print("once")
+""")
+
+
+def test_a_swallowed_ctrl_c_that_a_stage_boundary_raised_is_not_delivered_a_second_time():
+    # the boundary raises within the redelivery's delay: the redelivery must not raise it again in the
+    # code handling the first (it printed a KeyboardInterrupt traceback after "interrupted")
+    done = subprocess.run([sys.executable, "-c", ONCE_SCRIPT.format(after_the_finalizer="stop_if_interrupted()")],
+                          capture_output=True, text=True, timeout=60)
+    assert (done.stdout, done.stderr) == ("stopped\nonce\n", "")
+
+
+def test_a_ctrl_c_swallowed_as_the_command_ends_still_stops_it_once():
+    # the command ends within the redelivery's delay: it stops (exit 130), and nothing is raised after it
+    done = subprocess.run([sys.executable, "-c", ONCE_SCRIPT.replace("busy(0.5)\n        print(\"not stopped\")", "pass")
+                           .format(after_the_finalizer="pass")], capture_output=True, text=True, timeout=60)
+    assert (done.stdout, done.stderr) == ("stopped\nonce\n", "")
+
+
 def test_other_exceptions_in_finalizers_still_reach_the_previous_hook():
     done = _run("raise ValueError('from a finalizer')")
     assert done.stdout == "not delivered\n"
