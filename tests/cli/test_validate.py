@@ -86,6 +86,24 @@ def test_a_t5_recipe_with_packing_is_refused_by_validate_too(recipe, capsys):
     assert code == 2 and f"data.packing ({recipe}:2): true, but the model is an encoder-decoder" in err
 
 
+def test_a_config_key_the_model_code_reads_is_not_called_unread(recipe, capsys):
+    # T5Config does not declare decoder_start_token_id, but T5's code (and qlorafx's loader) reads it
+    t5 = "model.config={model_type: t5, d_model: 64, d_ff: 128, d_kv: 32, num_layers: 2, num_heads: 2, decoder_start_token_id: 5"
+    code, out, err = run(capsys, recipe, "data.packing=false", t5 + "}")
+    assert code == 0 and out.startswith("ok:"), err
+    code, _, err = run(capsys, recipe, "data.packing=false", t5 + ", decoder_start_token_idx: 5}")
+    assert code == 2
+    assert "model.config.decoder_start_token_idx (command line): not a field of transformers' T5Config" in err
+    assert "decoder_start_token_id (" not in err
+
+    from qlorafx.model.loaders import MODEL_LOADERS
+    from qlorafx.recipe.load import load_recipe
+
+    loaded = load_recipe(recipe, ["data.packing=false", t5 + "}"])
+    loader = MODEL_LOADERS.get("from_config")
+    assert loader.config(loaded.recipe, loader.tokenizer(loaded.recipe)).decoder_start_token_id == 5  # what trains
+
+
 def test_what_cannot_be_checked_is_said(recipe, capsys, monkeypatch):
     code, out, _ = run(capsys, recipe, "model.config={model_type: gpt2, n_layer: 2, n_embd: 64, n_head: 2}")
     assert code == 0

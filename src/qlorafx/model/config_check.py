@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import difflib
 import re
+import sys
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from qlorafx.errors import UserError, shown
@@ -61,6 +63,17 @@ def _known_keys(cls) -> list[str]:
     return [f.name for f in fields(cls) if not f.name.startswith("_")] + list(getattr(cls, "attribute_map", {}))
 
 
+def _read_by_model_code(cls, key: str) -> bool:
+    """Whether the architecture's modeling code reads ``key`` from its config although the class does not
+    declare it (T5 reads ``config.decoder_start_token_id``): the source is read as text, nothing imported."""
+    module = sys.modules.get(cls.__module__)
+    folder = Path(module.__file__).parent if module is not None and getattr(module, "__file__", None) else None
+    if folder is None:
+        return False
+    read = re.compile(rf"\bconfig\.{re.escape(key)}\b|getattr\(\s*(?:self\.)?config\s*,\s*[\"']{re.escape(key)}[\"']")
+    return any(read.search(path.read_text(encoding="utf-8", errors="replace")) for path in folder.glob("modeling_*.py"))
+
+
 def _refusal(err: Exception, cls, prefix: str) -> ConfigProblem:
     """transformers' (huggingface_hub's strict dataclass) refusal as a problem filed under the field it names."""
     text = str(err)
@@ -83,13 +96,14 @@ def build_config(model_type: Any, user_fields: dict[str, Any], defaults: dict[st
     except Exception as err:  # the strict dataclass raises its own types; TypeError/ValueError from __post_init__
         raise ModelConfigError([_refusal(err, cls, prefix)]) from None
     # keys the class did not take: set as plain attributes, where nothing reads them (a key its __post_init__
-    # consumes, e.g. rope_theta, is not left as an attribute; one it sets itself is on a config built without it)
+    # consumes, e.g. rope_theta, is not left as an attribute; one it sets itself is on a config built without it;
+    # one the model's code reads, e.g. T5's decoder_start_token_id, is used all the same)
     try:
         own = set(vars(cls(**defaults or {})))
     except Exception:  # the defaults alone do not build: the fields and aliases still tell
         own = set()
     for key in user_fields:
-        if key in vars(config) and key not in own and key not in _known_keys(cls):
+        if key in vars(config) and key not in own and key not in _known_keys(cls) and not _read_by_model_code(cls, key):
             close = _close(key, _known_keys(cls))
             hint = f"did you mean {close!r}?" if close else f"check the name against transformers' {cls.__name__}"
             problems.append(ConfigProblem(f"{prefix}.{key}", f"not a field of transformers' {cls.__name__}, so "
