@@ -93,3 +93,39 @@ def test_a_short_run_logs_its_loss_evaluates_once_at_the_end_and_eval_agrees(tmp
     val = prepare(loaded.recipe, result.tokenizer, lambda *_: None).val_examples
     batch_means = [token_loss(model, result.tokenizer, [example])["eval_loss"] for example in val]
     assert abs(sum(batch_means) / len(batch_means) - result.summary.eval_loss_after) > 1e-3  # 5x the tolerance above
+
+
+@pytest.mark.parametrize("head_only_where_loss", [True, False], ids=["labelled-head", "full-head"])
+def test_a_t5_micro_batch_with_no_target_has_loss_0_and_zero_gradients(tmp_path, head_only_where_loss):
+    """T5 averages its own loss over the batch's targets (CrossEntropyLoss, mean) and the Trainer gives it no
+    token count, so a micro-batch with none was 0/0: a NaN loss whose NaN gradients reach every LoRA weight.
+    It must be what the causal path gives: 0, with zero gradients; the batch beside it trains as before."""
+    from qlorafx.data.collate import IGNORE_INDEX
+    from tests.train.test_labelled_head import _trainer
+    from tests.train.tiny import tiny_t5_recipe
+
+    trainer = _trainer(tiny_t5_recipe(tmp_path), [], tmp_path)
+    trainer.head_only_where_loss = head_only_where_loss
+    trainer.current_gradient_accumulation_steps = trainer.args.gradient_accumulation_steps
+    model = trainer.model
+    model.train()
+    batches, num_items = trainer.get_batch_samples(iter(trainer.get_train_dataloader()), 2, trainer.args.device)
+    empty = {**batches[0], "labels": torch.full_like(batches[0]["labels"], IGNORE_INDEX)}
+
+    model.zero_grad()
+    loss = trainer.training_step(model, dict(empty), num_items)
+    grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+    assert float(loss) == 0.0
+    assert len(grads) >= 6 and all(g is not None and torch.equal(g, torch.zeros_like(g)) for g in grads.values())
+
+    # a batch with targets after it: a finite, positive loss and gradients, as without the empty batch
+    real = float(trainer.training_step(model, dict(batches[1]), num_items))
+    assert 0 < real < float("inf")
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
+    assert any(p.grad.abs().sum() > 0 for p in model.parameters() if p.requires_grad)
+
+    # evaluation: the batch with no target adds nothing, rather than a NaN
+    model.eval()
+    with torch.no_grad():
+        eval_loss = trainer.compute_loss(model, dict(empty))
+    assert float(eval_loss) == 0.0

@@ -76,7 +76,7 @@ def _token_counting_trainer():
     import torch
     from transformers import Trainer
 
-    from qlorafx.data.collate import NUM_TOKENS
+    from qlorafx.data.collate import IGNORE_INDEX, NUM_TOKENS
     from qlorafx.train import labelled_head
 
     class TokenCountingTrainer(Trainer):
@@ -131,6 +131,25 @@ def _token_counting_trainer():
                 count = kwargs["num_items_in_batch"]
                 kwargs["num_items_in_batch"] = count.clamp(min=1) if torch.is_tensor(count) else max(count, 1)
             unwrapped = self.accelerator.unwrap_model(model)
+            if ("labels" in inputs and is_encoder_decoder(unwrapped.config)
+                    and not bool((inputs["labels"] != IGNORE_INDEX).any())):
+                return self._no_target_loss(model, inputs, *args, **kwargs)
+            return self._model_loss(model, unwrapped, inputs, *args, **kwargs)
+
+        def _no_target_loss(self, model, inputs, *args, **kwargs):
+            """An encoder-decoder batch with no target: a loss of 0 with zero gradients, as the causal path gives.
+            T5 averages its own loss (CrossEntropyLoss, mean over the batch's targets) and takes no token count,
+            so over none it is 0/0: a NaN loss whose backward puts NaN in every gradient. The forward still runs
+            and the zero is taken through its logits, so the step backpropagates like any other (under DDP every
+            process reduces the same gradients)."""
+            return_outputs = args[0] if args else kwargs.get("return_outputs", False)
+            kwargs = {**kwargs, "return_outputs": True}
+            _, outputs = self._model_loss(model, self.accelerator.unwrap_model(model), inputs, *args[1:], **kwargs)
+            outputs.loss = outputs.logits.sum() * 0.0  # logits are finite: 0 x each is 0, and so is its gradient
+            return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+        def _model_loss(self, model, unwrapped, inputs, *args, **kwargs):
+            """The model's own loss, through the Trainer, with the head at labelled positions where that is exact."""
             # compute_metrics / preprocess_logits_for_metrics read the logits beside the labels: the
             # shortcut's logits (one row per target) would not line up with them, so evaluation runs in full
             logits_read = not model.training and (self.compute_metrics is not None
