@@ -1,98 +1,108 @@
-"""The three set-ups, each run in its own process (so peak memory is its own): qlorafx, the
-qlora.py-style Trainer baseline, and TRL's SFTTrainer with its defaults."""
+"""The set-ups, each run in its own process (so peak memory is its own):
+
+    python bench/setups.py NAME BASE_DIR      # prints one JSON line
+
+qlorafx packed and padded (its own pipeline, from `train()`), the qlora.py-style Trainer baseline,
+and TRL's SFTTrainer with its defaults. Every set-up trains the same base (prepared once by run.py in
+BASE_DIR) on the same examples with 8 examples (or packed rows) per step, and is timed by the same
+clock (bench/common.py): the training loop only, held-out evaluations paused out of it.
+"""
 
 from __future__ import annotations
 
-import json
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-import torch
+PROCESS_STARTED = time.perf_counter()  # before torch is imported: qlorafx's start-up counts from here
+
+import json  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 
-def _tokens_and_padding(batches: list[list[int]]) -> tuple[int, float]:
-    real = sum(sum(b) for b in batches)
-    padded = sum(max(b) * len(b) for b in batches)
-    return real, 1 - real / padded
-
-
-def _timed(trainer, lengths: list[list[int]], model, tokenizer) -> dict:
-    """Train a baseline; wall time, and tokens and padding from the batch lengths its collator saw."""
-    started = time.perf_counter()
-    trainer.train()
-    wall = time.perf_counter() - started
-    tokens, padding = _tokens_and_padding(lengths)
-    return {"wall_s": wall, "tokens": tokens, "padding": padding, "steps": trainer.state.global_step,
-            "model": model, "tokenizer": tokenizer}
-
-
-def run_qlorafx(workdir: Path) -> dict:
-    """qlorafx's own pipeline and its default batching (packing into 1,024-token rows). One row
-    holds about as many tokens as the baselines' 8 padded examples, so micro_batch_size 1 keeps
-    the tokens per optimizer step (and so the number of steps) comparable."""
+def qlorafx_recipe(workdir: Path, base: Path, packing: bool) -> Path:
     import yaml
-
-    from qlorafx.recipe.load import load_recipe
-    from qlorafx.finetune import train
 
     train_records, _ = common.records()
     data = workdir / "train.json"
     data.write_text(json.dumps(train_records))
-    recipe_path = workdir / "bench.yaml"
-    recipe_path.write_text(yaml.safe_dump({
-        "model": {"path": str(common.prepare_base(workdir))},
+    path = workdir / "bench.yaml"
+    path.write_text(yaml.safe_dump({
+        "model": {"path": str(base)},
         "quantization": {"bits": 4, "quant_type": "nf4", "double_quant": True, "compute_dtype": "float32"},
         "lora": {"r": common.LORA["r"], "alpha": common.LORA["lora_alpha"], "dropout": 0.0},
-        "data": {"datasets": [{"path": str(data), "format": "alpaca"}], "max_length": 1024},
+        "data": {"datasets": [{"path": str(data), "format": "alpaca"}], "max_length": common.MAX_LENGTH,
+                 "packing": packing, "val_size": 0},
         "optimizer": {"name": "adamw", "lr": common.LR},
         "scheduler": {"name": "constant"},
-        "training": {"epochs": 1, "micro_batch_size": 1, "seed": common.SEED},
+        "training": {"epochs": 1, "micro_batch_size": common.EXAMPLES_PER_STEP, "seed": common.SEED},
         "logging": {"every": 10, "backends": ["jsonl"], "sample_max_new_tokens": 0},
         "output_dir": str(workdir / "run"),
     }))
-    loaded = load_recipe(recipe_path)
-    started = time.perf_counter()
-    result = train(loaded.recipe, loaded.to_yaml(), log=lambda *_: None)
-    wall = time.perf_counter() - started
-    s = result.summary.data
-    return {"wall_s": wall, "tokens": s["tokens"], "padding": s["padding_fraction"], "steps": result.summary.steps,
-            "model": result.model, "tokenizer": result.tokenizer}
+    return path
+
+
+def _qlorafx(workdir: Path, base: Path, packing: bool) -> dict:
+    """qlorafx's own pipeline, as `qlorafx train` runs it (cache dir inside the work dir: a cold
+    tokenization, the same in every round)."""
+    from transformers import TrainerCallback
+
+    from qlorafx.recipe.load import load_recipe
+    train = common.finetune_module().train
+
+    loaded = load_recipe(qlorafx_recipe(workdir, base, packing), [f"data.cache_dir={workdir / 'cache'}"])
+    tokens = {}
+
+    class CountLossTokens(TrainerCallback):  # from the rows the trainer will draw, as it shifts them
+        def on_train_begin(self, args, state, control, train_dataloader=None, **kwargs):
+            tokens["loss"] = common.loss_tokens(train_dataloader.dataset)
+
+    _, held_out = common.records()
+    clock = common.clock(held_out, PROCESS_STARTED)
+    result = train(loaded.recipe, loaded.to_yaml(), log=lambda *_: None, callbacks=(clock, CountLossTokens()))
+    return {"clock": clock, "loss_tokens": tokens["loss"], "steps": result.summary.steps}
+
+
+def run_qlorafx_packed(workdir: Path, base: Path) -> dict:
+    """Default batching: first-fit-decreasing packing into 512-token rows, 8 rows a step."""
+    return _qlorafx(workdir, base, packing=True)
+
+
+def run_qlorafx_padded(workdir: Path, base: Path) -> dict:
+    """packing: false: 8 examples a step, each batch padded to its longest."""
+    return _qlorafx(workdir, base, packing=False)
 
 
 def _alpaca_features(tokenizer, records: list[dict]) -> list[dict]:
     """qlora.py's tokenization: source and target tokenized separately, source masked."""
     from qlorafx.data.formats.alpaca import PROMPT_NO_INPUT, PROMPT_WITH_INPUT
 
+    n = common.MAX_LENGTH
     features = []
     for r in records:
         source = (PROMPT_WITH_INPUT if r["input"] else PROMPT_NO_INPUT).format(**r)
-        s_ids = tokenizer(source, add_special_tokens=False)["input_ids"][:1023]
+        s_ids = tokenizer(source, add_special_tokens=False)["input_ids"][:n - 1]
         t_ids = tokenizer(r["output"] + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
-        ids = ([tokenizer.bos_token_id] + s_ids + t_ids)[:1024]
-        features.append({"input_ids": ids, "labels": ([-100] * (1 + len(s_ids)) + t_ids)[:1024]})
+        ids = ([tokenizer.bos_token_id] + s_ids + t_ids)[:n]
+        features.append({"input_ids": ids, "labels": ([-100] * (1 + len(s_ids)) + t_ids)[:n]})
     return features
 
 
-def run_trainer_padding(workdir: Path) -> dict:
+def run_trainer_padding(workdir: Path, base: Path) -> dict:
     """transformers' Trainer, random order, each batch padded to its longest (qlora.py's set-up)."""
     from transformers import AutoTokenizer, Trainer, TrainingArguments
 
     from qlorafx.data.collate import COLLATORS
 
-    base = common.prepare_base(workdir)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    train_records, _ = common.records()
+    train_records, held_out = common.records()
     features = _alpaca_features(tokenizer, train_records)
     pad = COLLATORS.get("pad_to_longest")(0)
-    lengths: list[list[int]] = []
 
     def collate(batch):
-        lengths.append([len(f["input_ids"]) for f in batch])
         out = pad(batch)
         out.pop("num_tokens")
         return out
@@ -102,11 +112,14 @@ def run_trainer_padding(workdir: Path) -> dict:
                              num_train_epochs=1, learning_rate=common.LR, lr_scheduler_type="constant",
                              max_grad_norm=0.3, logging_steps=10, save_strategy="no", report_to="none",
                              seed=common.SEED, use_cpu=True, remove_unused_columns=False, disable_tqdm=True)
-    trainer = Trainer(model=model, args=args, train_dataset=features, data_collator=collate)
-    return _timed(trainer, lengths, model, tokenizer)
+    clock = common.clock(held_out, PROCESS_STARTED)
+    trainer = Trainer(model=model, args=args, train_dataset=features, data_collator=collate, processing_class=tokenizer,
+                      callbacks=[clock])
+    trainer.train()
+    return {"clock": clock, "loss_tokens": common.loss_tokens(features), "steps": trainer.state.global_step}
 
 
-def run_trl(workdir: Path) -> dict:
+def run_trl_sft(workdir: Path, base: Path) -> dict:
     """TRL's SFTTrainer with its defaults, on prompt/completion pairs (so it trains on completions)."""
     from datasets import Dataset
     from transformers import AutoTokenizer
@@ -114,38 +127,42 @@ def run_trl(workdir: Path) -> dict:
 
     from qlorafx.data.formats.alpaca import PROMPT_NO_INPUT, PROMPT_WITH_INPUT
 
-    base = common.prepare_base(workdir)
     tokenizer = AutoTokenizer.from_pretrained(base)
     tokenizer.pad_token = tokenizer.eos_token
-    train_records, _ = common.records()
+    train_records, held_out = common.records()
     dataset = Dataset.from_list([{"prompt": (PROMPT_WITH_INPUT if r["input"] else PROMPT_NO_INPUT).format(**r),
                                   "completion": r["output"]} for r in train_records])
     model = common.quantized_lora_model(base)
     config = SFTConfig(output_dir=str(workdir / "out"), per_device_train_batch_size=common.EXAMPLES_PER_STEP,
                        num_train_epochs=1, learning_rate=common.LR, lr_scheduler_type="constant", max_grad_norm=0.3,
                        logging_steps=10, save_strategy="no", report_to="none", seed=common.SEED, use_cpu=True,
-                       disable_tqdm=True, bf16=False)
-    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer)
-    lengths: list[list[int]] = []
+                       disable_tqdm=True, bf16=False, max_length=common.MAX_LENGTH)
+    clock = common.clock(held_out, PROCESS_STARTED)
+    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer, callbacks=[clock])
+    counted = []
     collate = trainer.data_collator
 
     def counting(batch):
-        lengths.append([len(f["input_ids"]) for f in batch])
-        return collate(batch)
+        out = collate(batch)
+        counted.append(int((out["labels"][:, 1:] != -100).sum()))
+        return out
 
     trainer.data_collator = counting
-    return _timed(trainer, lengths, model, tokenizer)
+    trainer.train()
+    return {"clock": clock, "loss_tokens": sum(counted), "steps": trainer.state.global_step}
 
 
-SETUPS = {"qlorafx": run_qlorafx, "trainer_padding": run_trainer_padding, "trl_sft": run_trl}
+SETUPS = {"qlorafx_packed": run_qlorafx_packed, "qlorafx_padded": run_qlorafx_padded,
+          "trainer_padding": run_trainer_padding, "trl_sft": run_trl_sft}
 
 if __name__ == "__main__":
     common.threads()
-    name = sys.argv[1]
+    name, base = sys.argv[1], Path(sys.argv[2])
     with tempfile.TemporaryDirectory() as tmp:
-        out = SETUPS[name](Path(tmp))
-        _, held_out = common.records()
-        final = common.held_out_loss(out["model"], out["tokenizer"], held_out)
-    print(json.dumps({"setup": name, "wall_s": round(out["wall_s"], 1), "steps": out["steps"],
-                      "tokens_per_s": round(out["tokens"] / out["wall_s"], 1), "padding": round(out["padding"], 4),
-                      "peak_rss_mb": round(common.peak_rss_mb()), "final_loss": round(final, 4)}))
+        out = SETUPS[name](Path(tmp), base)
+    clock = out["clock"]
+    print(json.dumps({"setup": name, "train_s": round(clock.train_seconds, 2),
+                      "train_cpu_s": round(clock.train_cpu_seconds, 2), "steps": out["steps"],
+                      "loss_tokens": out["loss_tokens"], "first_step_s": round(clock.first_step_at, 2),
+                      "curve": [(round(s, 2), step, round(loss, 4)) for s, step, loss in clock.curve],
+                      "peak_rss_mb": round(common.peak_rss_mb())}))
