@@ -66,7 +66,8 @@ def summarise(runs: list[dict]) -> dict:
             "loss_tokens": runs[0]["loss_tokens"], "first_step_s": med("first_step_s"),
             "peak_rss_mb": med("peak_rss_mb"), "final_loss": med("final_loss"),
             "to_target_s": statistics.median(r["to_target_s"] for r in runs) if all(r["to_target_s"] for r in runs) else None,
-            "rounds": len(runs), "all_train_s": [r["train_s"] for r in runs]}
+            "rounds": len(runs), "all_train_s": [r["train_s"] for r in runs],
+            "all_train_cpu_s": [r["train_cpu_s"] for r in runs]}
 
 
 def table(results: dict[str, dict], target: float) -> list[str]:
@@ -131,10 +132,11 @@ def main() -> int:
              "",
              f"{platform.machine()}, {os.cpu_count()} cores, {os.environ.get('BENCH_THREADS', os.cpu_count())} torch "
              f"threads, Python {platform.python_version()}; load average {load_before[0]:.1f} before, "
-             f"{load_after[0]:.1f} after; {args.rounds} round(s), medians. Command: `{' '.join(['bench/run.py', *sys.argv[1:]])}`.",
+             f"{load_after[0]:.1f} after; {args.rounds} round(s), medians. Set-up: bench/common.py. Command: `{' '.join(['bench/run.py', *sys.argv[1:]])}`.",
              "", *table(results, target), ""]
     if args.rounds > 1:
-        lines += ["train s per round: " + "; ".join(f"{k}: {v['all_train_s']}" for k, v in results.items()), ""]
+        lines += ["train s per round: " + "; ".join(f"{k}: {v['all_train_s']}" for k, v in results.items()), "",
+                  "CPU s per round: " + "; ".join(f"{k}: {v['all_train_cpu_s']}" for k, v in results.items()), ""]
     print("\n".join(lines))
     if not args.no_record:
         record(lines)
