@@ -402,6 +402,13 @@ CASES = [
         f"max_steps ({R}:10): unknown key; max_steps is a key of training: move it there (training.max_steps)",
         f"data.datasets.0.max_length ({R}:8): unknown key; max_length is a key of data: move it there (data.max_length)",
     ), recipe=recipe("{path: data/train.jsonl, format: alpaca, max_length: 64}", extra="max_steps: 5\n"), max_lines=3),
+    # a key of another section that also looks like a key here: the section, not the look-alike ('lora' for lr)
+    Case("keys-of-another-section-that-look-like-one-here", (
+        "lr (command line): unknown key; lr is a key of optimizer: move it there (optimizer.lr)",
+        "training.warmup_steps (command line): unknown key; warmup_steps is a key of scheduler: move it there "
+        "(scheduler.warmup_steps)",
+        "lora.bits (command line): unknown key; bits is a key of quantization: move it there (quantization.bits)",
+    ), overrides=("lr=1e-4", "training.warmup_steps=5", "lora.bits=4"), absent=("did you mean",), max_lines=4),
 
     # --- other commands: show, preprocess -------------------------------------------------------------
     Case("show-python-tag", (f"<recipe> ({R}:1): YAML tag tag:yaml.org,2002:python/object/apply:os.system",),

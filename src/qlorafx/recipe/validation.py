@@ -113,7 +113,15 @@ def _unknown_key(loc: tuple, root: type[BaseModel] = Recipe) -> str:
     known = list(model.model_fields) if model else []
     close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
     here = re.sub(r"\.\d+(\.|$)", r".N\1", _dotted(loc[:-1]))
-    hint = f"did you mean {close[0]!r}?" if close else (_where_else(str(loc[-1]), here, root) or "remove it")
+    # a key that is exactly a key of another section (or another tool's name for one) is no misspelling of a
+    # key here: `lr` at the top level belongs to optimizer, not 'lora'; training.warmup_steps to scheduler
+    elsewhere = _where_else(str(loc[-1]), here, root)
+    if elsewhere and not elsewhere.startswith("did you mean"):
+        hint = elsewhere
+    elif ALIASES.get(str(loc[-1])) and root is Recipe:
+        hint = elsewhere
+    else:
+        hint = f"did you mean {close[0]!r}?" if close else (elsewhere or "remove it")
     listing = f" (known keys here: {', '.join(known)})" if known else ""
     return f"unknown key; {hint}{listing}"
 
