@@ -79,11 +79,19 @@ def _shipped_config(model):
 def _model_checks(loaded, config, found: Preflight) -> None:
     from qlorafx.data.build import encoder_decoder_problems
     from qlorafx.model.adapter import LoraOptionError, check_lora_names
-    from qlorafx.model.architecture import is_encoder_decoder
+    from qlorafx.model.architecture import has_language_model, is_encoder_decoder
     from qlorafx.model.config_check import layers_past_the_end, recipe_fits_config
     from qlorafx.model.layer_plan import linear_layer_names
+    from qlorafx.model.loaders import PRETRAINED
 
     recipe = loaded.recipe
+    if not has_language_model(config):
+        kind = "sequence-to-sequence" if is_encoder_decoder(config) else "causal"
+        key = "model.path" if recipe.model.loader == PRETRAINED else "model.config.model_type"
+        found.problems.append(_problem(loaded, key, (
+            f"transformers has no {kind} language model for a {config.model_type} config, so train cannot build it; "
+            "qlorafx finetunes language models such as llama, mistral, qwen2, gpt2 or t5")))
+        return
     found.problems += [_problem(loaded, p.key, p.message) for p in recipe_fits_config(recipe, config)]
     if is_encoder_decoder(config):
         found.problems += [_problem(loaded, key, message) for key, message in encoder_decoder_problems(recipe)]

@@ -19,5 +19,15 @@ def auto_class(config):
     return AutoModelForSeq2SeqLM if is_encoder_decoder(config) else AutoModelForCausalLM
 
 
+def has_language_model(config) -> bool:
+    """Whether auto_class can build this config at all, asked of transformers' name tables (no torch):
+    a vit or clip config builds no language model, and train would refuse it once torch has loaded."""
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES)
+
+    names = MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES if is_encoder_decoder(config) else MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+    return getattr(config, "model_type", None) in names
+
+
 def peft_task_type(config) -> str:
     return "SEQ_2_SEQ_LM" if is_encoder_decoder(config) else "CAUSAL_LM"
