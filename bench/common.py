@@ -156,5 +156,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def threads() -> None:
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
+def threads() -> int:
+    """torch's own default (one thread per physical core), as each system runs by default and as
+    issue 15's reference table was measured; BENCH_THREADS=N to set another. Returns the count."""
+    if os.environ.get("BENCH_THREADS"):
+        torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
+    return torch.get_num_threads()

@@ -126,12 +126,14 @@ def main() -> int:
                 runs[label][-1]["to_target_s"] = time_to_loss(runs[label][-1]["curve"], target)
     load_after = os.getloadavg()
     results = {label: summarise(r) for label, r in runs.items()}
+    threads = "/".join(str(t) for t in sorted({r["threads"] for rs in runs.values() for r in rs}))
     target = max(r["final_loss"] for r in results.values())
     lines = [f"## {date.today()}, commit {_commit(HERE.parent)}"
              + (f" vs {_commit(args.compare_src)} (rows marked @)" if args.compare_src else ""),
              "",
-             f"{platform.machine()}, {os.cpu_count()} cores, {os.environ.get('BENCH_THREADS', os.cpu_count())} torch "
-             f"threads, Python {platform.python_version()}; load average {load_before[0]:.1f} before, "
+             f"{platform.machine()}, {os.cpu_count()} cores, {threads} torch threads "
+             f"({'BENCH_THREADS' if os.environ.get('BENCH_THREADS') else 'torch default'}), "
+             f"Python {platform.python_version()}; load average {load_before[0]:.1f} before, "
              f"{load_after[0]:.1f} after; {args.rounds} round(s), medians. Set-up: bench/common.py. Command: `{' '.join(['bench/run.py', *sys.argv[1:]])}`.",
              "", *table(results, target), ""]
     if args.rounds > 1:

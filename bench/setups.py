@@ -156,12 +156,12 @@ SETUPS = {"qlorafx_packed": run_qlorafx_packed, "qlorafx_padded": run_qlorafx_pa
           "trainer_padding": run_trainer_padding, "trl_sft": run_trl_sft}
 
 if __name__ == "__main__":
-    common.threads()
+    threads = common.threads()
     name, base = sys.argv[1], Path(sys.argv[2])
     with tempfile.TemporaryDirectory() as tmp:
         out = SETUPS[name](Path(tmp), base)
     clock = out["clock"]
-    print(json.dumps({"setup": name, "train_s": round(clock.train_seconds, 2),
+    print(json.dumps({"setup": name, "threads": threads, "train_s": round(clock.train_seconds, 2),
                       "train_cpu_s": round(clock.train_cpu_seconds, 2), "steps": out["steps"],
                       "loss_tokens": out["loss_tokens"], "first_step_s": round(clock.first_step_at, 2),
                       "curve": [(round(s, 2), step, round(loss, 4)) for s, step, loss in clock.curve],
