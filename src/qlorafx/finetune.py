@@ -32,7 +32,8 @@ from qlorafx.model.quantize import keep_weights_trainable_on_cpu, quantization_c
 from qlorafx.recipe.schema import Recipe
 from qlorafx.report import write_report
 from qlorafx.report.run import base_of, read_metrics
-from qlorafx.run_files import FINISHED_MARKER, METRICS_FILE, RECIPE_FILE, TOKENIZER_DIR, VERSIONS_FILE
+from qlorafx.run_files import (ADAPTER_DIR, BASE_MODEL_DIR, FINISHED_MARKER, INITIAL_ADAPTER, METRICS_FILE, RECIPE_FILE,
+                               TENSORBOARD_DIR, TOKENIZER_DIR, VERSIONS_FILE, WANDB_DIR)
 from qlorafx.train import checkpoints
 from qlorafx.train import run_dir as rundir
 from qlorafx.train.backends import RunInfo, require_packages, tracking
@@ -148,6 +149,8 @@ def train(recipe: Recipe, recipe_yaml: str, overwrite: bool = False, log=print, 
     keep_weights_trainable_on_cpu(model)
     stop_if_interrupted()  # the weights can take minutes to load; a swallowed Ctrl-C stops before training
     model = add_lora(model, recipe, run_dir if main else None)
+    if main:  # what the loader (a from_config base) and the adapter's set-up wrote
+        rundir.record_written(run_dir, BASE_MODEL_DIR, INITIAL_ADAPTER)
     trainable, total = model.get_nb_trainable_parameters()
     q = recipe.quantization
     kind = f"{q.bits}-bit {q.quant_type}{' double-quant' if q.double_quant else ''}" if q.bits == 4 else f"{q.bits}-bit"
@@ -165,7 +168,9 @@ def train(recipe: Recipe, recipe_yaml: str, overwrite: bool = False, log=print, 
     stop, guard = GracefulStop(), LossGuard(log)
     # the backends stay open past training: they record the evaluation after it too
     info = RunInfo(recipe, recipe_yaml, run_dir, resumed=checkpoint is not None)
-    with tracking(recipe.logging.backends if main else [], info) as backends:
+    # the backends' folders recorded as the run's own once they are closed, whether the run finished or failed
+    with (rundir.recording(run_dir if main else None, TENSORBOARD_DIR, WANDB_DIR),
+          tracking(recipe.logging.backends if main else [], info) as backends):
         trainer = TRAINERS.get(recipe.training.trainer)(
             recipe, model, tokenizer, data,
             collator=COLLATORS.get(collator_for(recipe, encoder_decoder))(
@@ -207,5 +212,6 @@ def train(recipe: Recipe, recipe_yaml: str, overwrite: bool = False, log=print, 
         sample(summary, model, tokenizer, data.val_examples, recipe.logging.sample_max_new_tokens, log)
     rundir.write_json(run_dir / FINISHED_MARKER, {"status": "finished", **asdict(summary)})
     report = write_report(run_dir)
+    rundir.record_written(run_dir, ADAPTER_DIR, INITIAL_ADAPTER, TOKENIZER_DIR)
     log(f"report: {report.card} (plot: {report.plot or 'none, no metrics.jsonl'})")
     return Result(summary, model, tokenizer)

@@ -42,7 +42,7 @@ def set_up(case: Case, folder: Path) -> None:
     """The case's folder: its recipe and files, valid data, a finished run and a folder that is no run."""
     _write(folder / "data" / "train.jsonl", TRAIN_DATA, folder)
     run = folder / "finished-run"
-    _write(run / ".qlorafx-run", '{"created_by": "qlorafx"}\n', folder)
+    _write(run / ".qlorafx-run", '{"created_by": "qlorafx", "written": ["adapter/adapter_model.safetensors"]}\n', folder)
     _write(run / "recipe.yaml", "output_dir: finished-run\n", folder)
     _write(run / "run.json", json.dumps({"status": "finished", "steps": 24}) + "\n", folder)
     _write(run / "metrics.jsonl", '{"step": 4, "loss": 1.5}\n', folder)

@@ -43,6 +43,7 @@ def _fake_run(folder):
     (folder / "run.json").write_text('{"status": "finished"}\n')
     (folder / "adapter").mkdir()
     (folder / "adapter" / "adapter_model.safetensors").write_bytes(b"weights")
+    rundir.record_written(folder, "adapter")  # as the pipeline records what it wrote
 
 
 def test_overwrite_refuses_a_run_that_also_holds_the_users_files(tmp_path):
@@ -76,3 +77,38 @@ def test_every_file_a_real_run_writes_is_a_run_entry(tracked):
     _, run, _, _ = tracked
     names = set(os.listdir(run))
     assert RUN_MARKER in names and names <= RUN_ENTRIES, names - RUN_ENTRIES
+    # and every file inside the run's own folders is recorded as written by it: --overwrite may replace it whole
+    assert rundir._foreign(run) == []
+    assert {p.split("/")[0] for p in rundir._recorded(run)} >= {"adapter", "tokenizer", "base_model", "tensorboard"}
+
+
+def test_overwrite_refuses_a_run_whose_own_folders_hold_the_users_files_through_the_cli(tmp_path):
+    """A real run, then the user's files inside the run's own folders (beside the adapter, in a checkpoint, a
+    folder of theirs in checkpoints/). Before, --overwrite removed adapter/ and checkpoints/ with them; now it
+    refuses, names them, and removes nothing; without them it replaces the run."""
+    recipe = tiny_recipe(tmp_path)
+    common = ["training.max_steps=4", "training.save_every=2", "data.val_size=0", "logging.every=2",
+              "logging.sample_max_new_tokens=0", "logging.backends=[jsonl, tensorboard]"]
+    first = qlorafx("train", recipe, *common, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    run = tmp_path / "run"
+    checkpoint = sorted((run / "checkpoints").glob("checkpoint-*"))[-1]
+    mine = [run / "adapter" / "my-notes.md", checkpoint / "eval-by-hand.json", run / "checkpoints" / "best" / "keep.bin"]
+    for path in mine:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("mine\n")
+    before = _tree(run)
+
+    again = qlorafx("train", recipe, *common, "--overwrite", timeout=600)
+    assert again.returncode == 2, again.stderr[-2000:]
+    assert (f"error: output_dir {run} holds a qlorafx run and also files qlorafx did not write (adapter/my-notes.md, "
+            f"checkpoints/best/keep.bin, checkpoints/{checkpoint.name}/eval-by-hand.json); --overwrite removes only a "
+            "run's own files, so nothing was removed") in again.stderr
+    assert "Traceback" not in again.stderr
+    assert _tree(run) == before
+
+    for path in mine:
+        path.unlink()
+    replaced = qlorafx("train", recipe, *common, "--overwrite", timeout=600)
+    assert replaced.returncode == 0, replaced.stderr[-2000:]
+    assert (run / "run.json").is_file() and not (run / "checkpoints" / "best").exists()

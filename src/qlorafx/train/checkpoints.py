@@ -18,7 +18,9 @@ from typing import Any
 import yaml
 
 from qlorafx.errors import UserError, shown
-from qlorafx.run_files import ADAPTER_DIR, CHECKPOINTS_DIR, FINISHED_MARKER, METRICS_FILE, RECIPE_FILE
+from qlorafx.run_files import (ADAPTER_DIR, CHECKPOINTS_DIR, FINISHED_MARKER, METRICS_FILE, RECIPE_FILE, TENSORBOARD_DIR,
+                               WANDB_DIR)
+from qlorafx.train import run_dir as run_dir_mod
 
 MARKER = "qlorafx_checkpoint.json"
 # Settings that may change between an interrupted run and its resume without changing the run.
@@ -63,6 +65,8 @@ def publish(run_dir: Path, step: int, recipe_yaml: str, keep: int, wall_seconds:
         staging_dir(run_dir).rmdir()
     for old in complete(run_dir)[:-keep]:
         shutil.rmtree(old)
+    # the checkpoint, and what the metrics backends have written so far: a run killed later can still be replaced
+    run_dir_mod.record_written(run_dir, f"{CHECKPOINTS_DIR}/{final.name}", TENSORBOARD_DIR, WANDB_DIR)
     return final
 
 

@@ -1,21 +1,31 @@
 """The run directory as it is made and written: the rule that protects it (its names: run_files.py).
 
 Only a folder that holds the mark counts as a run (a folder merely holding a recipe.yaml may be
-the user's project), and --overwrite removes only what a run writes (RUN_ENTRIES): a folder that
-also holds anything else is refused, with the names, and nothing is removed.
+the user's project), and --overwrite removes only what a run writes: at the top, the names in
+RUN_ENTRIES; inside the run's own folders (adapter/, checkpoints/, ...), only the files the mark
+records as written by the run (``record_written``, called just after each writer: the published
+checkpoint, the adapter, the tokenizer, the base, the metrics backends' folders). A folder that
+also holds anything else is refused, with the names, and nothing is removed. A run cut short
+(SIGKILL) between a write and its record leaves files unrecorded: those are refused too, named,
+for the user to remove; ``checkpoints/.staging`` (where the Trainer writes a checkpoint before it
+is published, cleared at every start) is the run's own scratch.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 from importlib import metadata
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from qlorafx.errors import UserError
-from qlorafx.run_files import FINISHED_MARKER, RUN_ENTRIES, RUN_MARKER
+from qlorafx.run_files import CHECKPOINTS_DIR, FINISHED_MARKER, RUN_ENTRIES, RUN_MARKER
+
+STAGING = f"{CHECKPOINTS_DIR}/.staging"  # checkpoints.staging_dir, the Trainer's scratch (train/checkpoints.py)
 
 PACKAGES = ("qlorafx", "torch", "transformers", "peft", "bitsandbytes", "accelerate", "pydantic")
 
@@ -30,12 +40,66 @@ def is_finished(run_dir: Path) -> bool:
 
 
 def is_run(run_dir: Path) -> bool:
-    """A folder qlorafx created as a run directory (it holds the mark)."""
-    return (run_dir / RUN_MARKER).is_file()
+    """A folder qlorafx created as a run directory (it holds the mark, a file, not a link to one)."""
+    mark = run_dir / RUN_MARKER
+    return mark.is_file() and not mark.is_symlink()
 
 
-def _names(paths: list[Path], limit: int = 5) -> str:
-    names = sorted(p.name for p in paths)
+def _recorded(run_dir: Path) -> set[str]:
+    try:
+        return set(json.loads((run_dir / RUN_MARKER).read_text(encoding="utf-8")).get("written", []))
+    except (OSError, ValueError, AttributeError):
+        return set()
+
+
+def _files_under(run_dir: Path, folder: str) -> list[str]:
+    """Every non-folder entry under ``folder`` (links included, never followed), relative, '/'-separated."""
+    found = []
+    for root, dirs, files in os.walk(run_dir / folder):  # os.walk does not descend into linked folders
+        base = Path(root).relative_to(run_dir).as_posix()
+        found += [f"{base}/{name}" for name in files]
+        found += [f"{base}/{name}" for name in dirs if (Path(root) / name).is_symlink()]
+    return found
+
+
+def record_written(run_dir: Path, *folders: str) -> None:
+    """Record in the mark the files now under ``folders`` (paths relative to the run) as the run's own: call it
+    right after the run wrote them. Records of files gone since (pruned checkpoints) are dropped."""
+    if not is_run(run_dir):
+        return
+    kept = {name for name in _recorded(run_dir) if (run_dir / name).exists() or (run_dir / name).is_symlink()}
+    written = kept.union(*(_files_under(run_dir, f) for f in folders if (run_dir / f).is_dir()))
+    mark = {"created_by": "qlorafx", "written": sorted(written)}
+    tmp = run_dir / f"{RUN_MARKER}.tmp"
+    tmp.write_text(json.dumps(mark) + "\n", encoding="utf-8")
+    os.replace(tmp, run_dir / RUN_MARKER)  # a mark is whole or the old one: never a half-written record
+
+
+@contextmanager
+def recording(run_dir: Path | None, *folders: str) -> Iterator[None]:
+    """Record ``folders`` once the block ends, however it ends (its writers, e.g. the metrics backends, are done
+    by then when opened inside it). None: nothing to record (a process other than the first)."""
+    try:
+        yield
+    finally:
+        if run_dir is not None:
+            record_written(run_dir, *folders)
+
+
+def _foreign(run_dir: Path) -> list[str]:
+    """What --overwrite would remove that the run did not write: top-level names outside RUN_ENTRIES, and
+    files inside the run's own folders that the mark does not record."""
+    foreign = [p.name for p in run_dir.iterdir() if p.name not in RUN_ENTRIES and p.name != f"{RUN_MARKER}.tmp"]
+    recorded = _recorded(run_dir)
+    for entry in run_dir.iterdir():
+        if entry.name in RUN_ENTRIES and entry.is_dir() and not entry.is_symlink():
+            foreign += [name for name in _files_under(run_dir, entry.name)
+                        if name not in recorded and not name.startswith(STAGING + "/")]
+    return foreign
+
+
+def _names(names: list[str], limit: int = 5) -> str:
+    names = sorted(names)
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
@@ -69,12 +133,13 @@ def prepare(run_dir: Path, overwrite: bool, dry_run: bool = False) -> None:
                 f"output_dir {run_dir} already holds {what}; pass --overwrite to replace it, "
                 f"or set output_dir=<new folder>"
             )
-        foreign = [p for p in run_dir.iterdir() if p.name not in RUN_ENTRIES]
+        foreign = _foreign(run_dir)
         if foreign:
             raise RunDirError(
                 f"output_dir {run_dir} holds a qlorafx run and also files qlorafx did not write ({_names(foreign)}); "
                 "--overwrite removes only a run's own files, so nothing was removed: move those files "
-                "elsewhere, or set output_dir=<new folder>"
+                "elsewhere (or, if a run cut short left them before recording them, delete them), "
+                "or set output_dir=<new folder>"
             )
         if not dry_run:
             _remove_run(run_dir)
