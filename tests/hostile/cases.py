@@ -403,6 +403,9 @@ CASES = [
         f"data.datasets.0.max_length ({R}:8): unknown key; max_length is a key of data: move it there (data.max_length)",
     ), recipe=recipe("{path: data/train.jsonl, format: alpaca, max_length: 64}", extra="max_steps: 5\n"), max_lines=3),
     # a key of another section that also looks like a key here: the section, not the look-alike ('lora' for lr)
+    Case("vocab-size-below-the-tokenizers", ("model.config.vocab_size (command line): 100, but the tokenizer has 259 "
+                                             "tokens (ids up to 258); set it to 259 or more",),
+         overrides=("model.config.vocab_size=100",)),
     Case("model-type-with-no-language-model", ("model.config.model_type (command line): transformers has no causal "
                                                "language model for a vit config, so train cannot build it",),
          overrides=("model.config={model_type: vit}",)),

@@ -152,13 +152,19 @@ class FromConfig:
     def config(self, recipe, tokenizer):
         """transformers' config class built from model.config, checked (model/config_check.py); the
         tokenizer gives what the user left out: the vocabulary size and the special tokens' ids."""
-        from qlorafx.model.config_check import build_config
+        from qlorafx.model.config_check import ConfigProblem, ModelConfigError, build_config
 
         fields = dict(recipe.model.config)
         model_type = fields.pop("model_type")
         defaults = {} if tokenizer is None else {  # None: validate, checking the config without the hub's tokenizer
             "vocab_size": len(tokenizer),
             **{name: getattr(tokenizer, name) for name in ("bos_token_id", "eos_token_id", "pad_token_id")}}
+        vocab = fields.get("vocab_size")  # before the config is built: it warns of every special id past the end
+        if tokenizer is not None and isinstance(vocab, int) and vocab < len(tokenizer):
+            # the embedding could not hold the tokenizer's ids: train refused only once torch had built it
+            raise ModelConfigError([ConfigProblem("model.config.vocab_size", (
+                f"{vocab}, but the tokenizer has {len(tokenizer)} tokens (ids up to {len(tokenizer) - 1}); set it to "
+                f"{len(tokenizer)} or more, or leave it out: it defaults to the tokenizer's"))])
         config = build_config(model_type, fields, defaults)
         if tokenizer is not None and is_encoder_decoder(config) and "decoder_start_token_id" not in fields:
             config.decoder_start_token_id = tokenizer.pad_token_id  # T5's convention: the decoder starts at pad
