@@ -76,6 +76,9 @@ def _shipped_config(model):
     return AutoConfig.for_model(fields.pop("model_type"), **fields)
 
 
+ACTIVATION_KEYS = ("hidden_act", "hidden_activation", "activation_function", "feed_forward_proj", "dense_act_fn")
+
+
 def _model_checks(loaded, config, found: Preflight) -> None:
     from qlorafx.data.build import encoder_decoder_problems
     from qlorafx.model.adapter import LoraOptionError, check_lora_names
@@ -93,6 +96,14 @@ def _model_checks(loaded, config, found: Preflight) -> None:
             "qlorafx finetunes language models such as llama, mistral, qwen2, gpt2 or t5")))
         return
     found.problems += [_problem(loaded, p.key, p.message) for p in recipe_fits_config(recipe, config)]
+    # what only the built model tells (its module names, the activations its code knows): said, not claimed
+    if recipe.lora.modules_to_save:
+        found.notes.append("lora.modules_to_save: module names are known only once the model is built; train checks "
+                           "them on its skeleton before any weight loads")
+    activations = [k for k in recipe.model.config if k in ACTIVATION_KEYS]
+    if activations:
+        found.notes.append(f"model.config.{activations[0]}: the activations transformers' model code knows are known "
+                           "only with torch; train checks it on the model's skeleton before any weight loads")
     if is_encoder_decoder(config):
         found.problems += [_problem(loaded, key, message) for key, message in encoder_decoder_problems(recipe)]
     names = linear_layer_names(config)

@@ -104,6 +104,17 @@ def test_a_config_key_the_model_code_reads_is_not_called_unread(recipe, capsys):
     assert loader.config(loaded.recipe, loader.tokenizer(loaded.recipe)).decoder_start_token_id == 5  # what trains
 
 
+def test_what_only_the_built_model_tells_is_said_not_claimed(recipe, capsys):
+    # train refuses both ('lm_headd' names no module; KeyError 'foo' building the model): ok must not claim them
+    code, out, _ = run(capsys, recipe, "lora.modules_to_save=[lm_headd]", "model.config.hidden_act=foo")
+    assert code == 0
+    assert "  not checked: lora.modules_to_save: module names are known only once the model is built" in out
+    assert "  not checked: model.config.hidden_act: the activations transformers' model code knows are known only " \
+           "with torch" in out
+    code, out, _ = run(capsys, recipe)
+    assert code == 0 and "modules_to_save" not in out and "hidden_act" not in out
+
+
 def test_what_cannot_be_checked_is_said(recipe, capsys, monkeypatch):
     code, out, _ = run(capsys, recipe, "model.config={model_type: gpt2, n_layer: 2, n_embd: 64, n_head: 2}")
     assert code == 0
