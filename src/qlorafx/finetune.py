@@ -38,6 +38,7 @@ from qlorafx.train import checkpoints
 from qlorafx.train import run_dir as rundir
 from qlorafx.train.backends import RunInfo, require_packages, tracking
 from qlorafx.train.callbacks import MetricsCallback
+from qlorafx.train.distributed import full_trainable_state, sharding_report
 from qlorafx.train.lifecycle import GracefulStop, LossGuard, PublishCheckpoints
 from qlorafx.train.optimizers import OPTIMIZERS
 from qlorafx.train.quiet import quiet_libraries
@@ -113,7 +114,8 @@ def train(recipe: Recipe, recipe_yaml: str, overwrite: bool = False, log=print, 
     run_dir = Path(recipe.output_dir)
     main = processes.is_main()
     if resume:
-        checkpoint = checkpoints.resume_point(run_dir, resume if isinstance(resume, str) else None, force, recipe_yaml)
+        checkpoint = checkpoints.resume_point(run_dir, resume if isinstance(resume, str) else None, force, recipe_yaml,
+                                              processes.world_size())
         log(f"resuming from {checkpoint} (step {checkpoints.step_of(checkpoint)})")
     else:
         checkpoint = None
@@ -176,7 +178,7 @@ def train(recipe: Recipe, recipe_yaml: str, overwrite: bool = False, log=print, 
             collator=COLLATORS.get(collator_for(recipe, encoder_decoder))(
                 tokenizer.pad_token_id, recipe.model.attn_implementation),
             optimizer=OPTIMIZERS.get(recipe.optimizer.name)(recipe.optimizer),
-            callbacks=[MetricsCallback(backends), publish, stop, guard, *callbacks],
+            callbacks=[MetricsCallback(backends), publish, stop, guard, sharding_report(log), *callbacks],
             run_dir=run_dir,
             evaluate_first=bool(data.val) and checkpoint is None,
         )
@@ -203,13 +205,16 @@ def train(recipe: Recipe, recipe_yaml: str, overwrite: bool = False, log=print, 
         wall_seconds=round(clock(), 1), trainable_params=trainable, total_params=total,
         data=data_summary,
     )
+    # a sharded model's adapter is gathered, and its sample generated, by every process together
+    sharded = trainer.is_fsdp_enabled
+    adapter_state = full_trainable_state(model) if sharded else None
+    if recipe.logging.sample_max_new_tokens and data.val_examples and (main or sharded):
+        sample(summary, model, tokenizer, data.val_examples, recipe.logging.sample_max_new_tokens, log)
     if not main:
         return Result(summary, model, tokenizer)
-    save_adapter(model, recipe, run_dir)
+    save_adapter(model, recipe, run_dir, adapter_state)
     tokenizer.save_pretrained(run_dir / TOKENIZER_DIR)
     summary.base = base_identity.identity(base_of(run_dir, recipe), recipe.model.revision)
-    if recipe.logging.sample_max_new_tokens and data.val_examples:
-        sample(summary, model, tokenizer, data.val_examples, recipe.logging.sample_max_new_tokens, log)
     rundir.write_json(run_dir / FINISHED_MARKER, {"status": "finished", **asdict(summary)})
     report = write_report(run_dir)
     rundir.record_written(run_dir, ADAPTER_DIR, INITIAL_ADAPTER, TOKENIZER_DIR)

@@ -1,11 +1,12 @@
-"""qlorafx train RECIPE [overrides] [--overwrite | --resume [CHECKPOINT] [--force]] [--nproc N]."""
+"""qlorafx train RECIPE [overrides] [--overwrite | --resume [CHECKPOINT] [--force]] [--nproc N] [machines]."""
 
 from __future__ import annotations
 
 import sys
 
 from qlorafx import processes
-from qlorafx.cli.common import add_recipe_arguments, add_run_dir_arguments, count, load
+from qlorafx.cli import launch
+from qlorafx.cli.common import add_recipe_arguments, add_run_dir_arguments, load
 from qlorafx.interrupts import stop_if_interrupted
 
 
@@ -13,27 +14,14 @@ def add_parser(commands) -> None:
     parser = commands.add_parser("train", help="finetune as the recipe says; writes the run directory")
     add_recipe_arguments(parser)
     add_run_dir_arguments(parser)
-    parser.add_argument("--nproc", type=count(1), default=1, metavar="N",
-                        help="data-parallel training in N processes (torchrun; gloo on CPU, nccl on GPUs)")
+    launch.add_arguments(parser)
     parser.set_defaults(run=run)
-
-
-def _relaunch(args) -> int:
-    """Run this same command under torchrun, N processes; each trains, rank 0 writes the run."""
-    import subprocess
-
-    argv = [a for a in sys.argv[1:] if a != f"--nproc={args.nproc}"]
-    if "--nproc" in argv:
-        i = argv.index("--nproc")
-        del argv[i:i + 2]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
-               "-m", "qlorafx.cli.main", *argv]
-    return subprocess.call(command)
 
 
 def run(args) -> int:
     loaded = load(args)  # all recipe problems are reported before torch is even imported
-    if args.nproc > 1 and not processes.launched():
+    launch.check(args)
+    if launch.wanted(args) and not processes.launched():
         from pathlib import Path
 
         from qlorafx.train import checkpoints, run_dir
@@ -41,15 +29,15 @@ def run(args) -> int:
         # the refusals a single process would give, once, before any process starts
         out = Path(loaded.recipe.output_dir)
         try:
-            if args.resume:
+            if args.resume and launch.hosts_the_run(args):
                 checkpoints.resume_point(out, args.resume if isinstance(args.resume, str) else None, args.force,
-                                         loaded.to_yaml())
-            else:
+                                         loaded.to_yaml(), launch.world_size(args))
+            elif launch.hosts_the_run(args):
                 run_dir.prepare(out, args.overwrite, dry_run=True)
         except checkpoints.AlreadyFinished as done:
             print(f"{done}", file=sys.stderr)
             return 0
-        return _relaunch(args)
+        return launch.launch(args)
     from qlorafx.train.quiet import quiet_libraries
 
     quiet_libraries()  # before the heavy imports: some libraries warn while importing

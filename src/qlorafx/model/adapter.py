@@ -288,12 +288,14 @@ def initialize_from_data(model, recipe, batches) -> None:
     )
 
 
-def save_adapter(model, recipe, run_dir: Path) -> None:
+def save_adapter(model, recipe, run_dir: Path, state_dict: dict | None = None) -> None:
     """The adapter in PEFT format, always applicable to the original base: a pissa/olora adapter is
-    converted to plain LoRA of rank 2r (peft's conversion) and its starting copy removed."""
+    converted to plain LoRA of rank 2r (peft's conversion) and its starting copy removed.
+    ``state_dict``: the adapter's tensors whole, when the model holds only its shard of them (FSDP)."""
     initial = run_dir / INITIAL_ADAPTER
     if mutates_base(recipe.lora.init_lora_weights) and initial.is_dir():
-        model.save_pretrained(run_dir / ADAPTER_DIR, path_initial_model_for_weight_conversion=str(initial))
+        model.save_pretrained(run_dir / ADAPTER_DIR, path_initial_model_for_weight_conversion=str(initial),
+                              state_dict=state_dict)
         shutil.rmtree(initial)
     else:
-        model.save_pretrained(run_dir / ADAPTER_DIR)
+        model.save_pretrained(run_dir / ADAPTER_DIR, state_dict=state_dict)

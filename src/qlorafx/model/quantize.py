@@ -37,7 +37,7 @@ def quantization_config(section, compute_dtype: str):
 
 def weights_dtype(section, compute_dtype: str) -> str:
     """dtype of the unquantized weights: the storage dtype when 4-bit weights are stored as floats,
-    so FSDP and ZeRO-3 see one dtype across all parameters; else the compute dtype."""
+    so FSDP sees one dtype across all parameters; else the compute dtype."""
     return section.storage_dtype if section.bits == 4 and section.storage_dtype != "uint8" else compute_dtype
 
 

@@ -49,7 +49,7 @@ class QuantizationSection(Section):
         "auto", description="auto: bfloat16 on GPUs that support it, float16 on older GPUs, float32 on CPU."
     )
     storage_dtype: Literal["uint8", "bfloat16", "float16", "float32"] = Field(
-        "uint8", description="Container type of the packed 4-bit weights. FSDP and ZeRO-3 shard only floating-point "
+        "uint8", description="Container type of the packed 4-bit weights. FSDP shards only floating-point "
                              "tensors: set it to the compute dtype (e.g. bfloat16) for them."
     )
 
@@ -196,10 +196,19 @@ class TrainingSection(Section):
     save_every: int = Field(200, gt=0, description="Write a resumable checkpoint every N steps (and always at the end).")
     keep_checkpoints: int = Field(2, gt=0, description="How many of the newest checkpoints to keep.")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed for weights initialised here, data split and order.")
-    distributed: Literal["ddp", "fsdp", "zero2", "zero3"] = Field(
-        "ddp", description="With several processes (--nproc, torchrun): plain data parallel, FSDP full sharding, "
-                           "or DeepSpeed ZeRO stage 2 or 3.")
+    distributed: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="With several processes (--nproc, --nnodes, torchrun): plain data parallel, or FSDP2 full "
+                           "sharding of the base (a float storage_dtype). DeepSpeed ZeRO is not offered (docs/multi-gpu.md).")
     trainer: registry_key(TRAINERS) = Field("causal_lm", description="Training engine (registry key).")
+
+    @field_validator("distributed", mode="before")
+    @classmethod
+    def _not_zero(cls, v):
+        if v in ("zero2", "zero3"):
+            raise ValueError(f"{v} (DeepSpeed ZeRO) is not offered: it has not run with qlorafx (accelerate selects "
+                             "DeepSpeed only on GPUs, and no multi-GPU check exists yet; docs/multi-gpu.md); use fsdp, "
+                             "which shards parameters, gradients and optimizer state as ZeRO-3 does")
+        return v
 
     @model_validator(mode="after")
     def _one_length(self) -> "TrainingSection":
@@ -255,15 +264,12 @@ class Recipe(Section):
     def _sharding_fits_the_base(self) -> "Recipe":
         # a rule across sections names its key first; the report files it there
         strategy, q = self.training.distributed, self.quantization
-        if strategy in ("fsdp", "zero3") and q.bits == 8:
-            raise ValueError(f"training.distributed: {strategy} cannot shard 8-bit weights; use bits 4 with a float "
-                             "storage_dtype, bits 16, or distributed: ddp / zero2")
-        if strategy in ("fsdp", "zero3") and q.bits == 4 and q.storage_dtype == "uint8":
-            raise ValueError(f"quantization.storage_dtype: {strategy} shards only floating-point tensors, so 4-bit "
+        if strategy == "fsdp" and q.bits == 8:
+            raise ValueError("training.distributed: fsdp cannot shard 8-bit weights; use bits 4 with a float "
+                             "storage_dtype, bits 16, or distributed: ddp")
+        if strategy == "fsdp" and q.bits == 4 and q.storage_dtype == "uint8":
+            raise ValueError("quantization.storage_dtype: fsdp shards only floating-point tensors, so 4-bit "
                              "weights must be stored in one; set storage_dtype to the compute dtype (e.g. bfloat16)")
-        if strategy in ("zero2", "zero3") and self.optimizer.name != "adamw":
-            raise ValueError(f"optimizer.name: DeepSpeed ({strategy}) partitions the optimizer state itself and "
-                             f"cannot partition bitsandbytes' {self.optimizer.name}; use adamw")
         return self
 
     @model_validator(mode="after")

@@ -51,11 +51,14 @@ def complete(run_dir: Path) -> list[Path]:
     return sorted(found, key=step_of)
 
 
-def publish(run_dir: Path, step: int, recipe_yaml: str, keep: int, wall_seconds: float | None = None) -> Path:
+def publish(run_dir: Path, step: int, recipe_yaml: str, keep: int, wall_seconds: float | None = None,
+            processes: int = 1) -> Path:
     """Move a whole checkpoint from staging into place, then drop the oldest beyond ``keep``.
-    ``wall_seconds``: the run's training time so far, every session's, which a resumed run adds to."""
+    ``wall_seconds``: the run's training time so far, every session's, which a resumed run adds to.
+    ``processes``: how many trained it (the global batch and each one's share of the data depend on it)."""
     staged = staging_dir(run_dir) / f"checkpoint-{step}"
-    marker = {"step": step, "recipe": recipe_yaml, **({"wall_seconds": wall_seconds} if wall_seconds is not None else {})}
+    marker = {"step": step, "recipe": recipe_yaml, "processes": processes,
+              **({"wall_seconds": wall_seconds} if wall_seconds is not None else {})}
     (staged / MARKER).write_text(json.dumps(marker), encoding="utf-8")
     final = checkpoints_dir(run_dir) / staged.name
     if final.exists():  # a resumed run reaching a step it had saved before: the new one replaces it
@@ -117,8 +120,21 @@ class AlreadyFinished(Exception):
     """--resume on a finished run: nothing to do (not an error)."""
 
 
-def resume_point(run_dir: Path, given: str | None, force: bool, recipe_yaml: str) -> Path:
-    """The checkpoint to continue from, after checking the run is unfinished and still the same run."""
+def layout_change(checkpoint: Path, processes: int) -> str | None:
+    """What changes when a checkpoint written by one number of processes resumes with another (how they
+    are spread over machines does not matter); None when nothing does. Checkpoints from before qlorafx
+    recorded it say nothing."""
+    saved = json.loads((checkpoint / MARKER).read_text()).get("processes")
+    if saved is None or saved == processes:
+        return None
+    return (f"the checkpoint was trained by {saved} processes and this run has {processes}: the global batch "
+            f"(micro_batch_size x processes x grad_accum) and the examples each process reads would change. "
+            f"Resume with {saved} processes in all, on any number of machines")
+
+
+def resume_point(run_dir: Path, given: str | None, force: bool, recipe_yaml: str, processes: int = 1) -> Path:
+    """The checkpoint to continue from, after checking the run is unfinished and still the same run,
+    trained by as many processes."""
     from qlorafx.train.run_dir import is_finished
 
     if is_finished(run_dir):
@@ -134,6 +150,8 @@ def resume_point(run_dir: Path, given: str | None, force: bool, recipe_yaml: str
         listing = "".join(f"\n  - {line}" for line in changed)
         raise ResumeError(f"the recipe differs from the checkpoint's in settings that change training:{listing}\n"
                           "resume with the recipe the run started with, or pass --force to accept the differences")
+    if (change := layout_change(checkpoint, processes)) is not None and not force:
+        raise ResumeError(f"{change}, or pass --force to continue with {processes} (a different run from here on)")
     return checkpoint
 
 

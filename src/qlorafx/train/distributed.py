@@ -1,50 +1,80 @@
-"""training.distributed -> the Trainer's sharding settings. The engines are transformers' FSDP
-integration and DeepSpeed; qlorafx only chooses their configuration.
+"""training.distributed -> the Trainer's sharding settings. The engine is accelerate's FSDP2 path
+(torch's fully_shard); qlorafx only chooses its configuration.
 
 ddp: every process holds the whole (4-bit) model; gradients are averaged.
-fsdp: full sharding of parameters, gradients and optimizer state, wrapped per transformer
-  block; 4-bit weights must be stored in a float dtype (quantization.storage_dtype) to shard.
-zero2 / zero3: DeepSpeed ZeRO stage 2 (optimizer state and gradients sharded) or 3 (parameters
-  too; the same storage rule as FSDP). DeepSpeed is an optional package.
+fsdp: FSDP2 full sharding of parameters, gradients and optimizer state: torch's fully_shard on each
+  decoder layer, the embeddings, the final norm with the head, and the root (accelerate's
+  fsdp2_prepare_model); 4-bit weights must be stored in a float dtype (quantization.storage_dtype)
+  to shard.
+DeepSpeed ZeRO is not offered: accelerate selects it only on GPUs (on CPU its process state has no
+backend for it), so it could not be run here; docs/multi-gpu.md says what was tried.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from qlorafx.errors import UserError
-
 FSDP_CONFIG = {
-    "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
-    "use_orig_params": False,  # peft's frozen and trainable parameters share wrapped units
-    "cpu_ram_efficient_loading": True,  # rank 0 loads the weights, the others receive them
-    "sync_module_states": True,
-    "backward_prefetch": "backward_pre",
-    "offload_params": False,
+    "version": 2,
+    "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",  # the model's own decoder-layer classes (_no_split_modules)
+    "reshard_after_forward": True,  # full sharding: a layer's gathered weights are freed after its forward
+    "cpu_ram_efficient_loading": False,  # accelerate skips it for 4-bit models anyway; every rank loads its copy
+    "state_dict_type": "FULL_STATE_DICT",  # checkpoints and the adapter saved whole, loadable without FSDP
 }
-
-
-def deepspeed_config(stage: int) -> dict[str, Any]:
-    zero: dict[str, Any] = {"stage": stage, "overlap_comm": True, "contiguous_gradients": True,
-                            "reduce_bucket_size": "auto"}
-    if stage == 3:
-        zero |= {"stage3_prefetch_bucket_size": "auto", "stage3_param_persistence_threshold": "auto",
-                 "stage3_gather_16bit_weights_on_model_save": True}
-    # "auto": the Trainer fills these from its own arguments, so the recipe stays the one source
-    return {"zero_optimization": zero, "bf16": {"enabled": "auto"}, "fp16": {"enabled": "auto"},
-            "train_micro_batch_size_per_gpu": "auto", "train_batch_size": "auto",
-            "gradient_accumulation_steps": "auto", "gradient_clipping": "auto"}
 
 
 def sharding_arguments(strategy: str) -> dict[str, Any]:
     """Keyword arguments for TrainingArguments."""
     if strategy == "fsdp":
-        return {"fsdp": "full_shard auto_wrap", "fsdp_config": dict(FSDP_CONFIG)}
-    if strategy in ("zero2", "zero3"):
-        try:
-            import deepspeed  # noqa: F401
-        except ImportError:
-            raise UserError(f"training.distributed {strategy} needs DeepSpeed: pip install deepspeed "
-                            "(on a machine with CUDA), or use distributed: ddp or fsdp") from None
-        return {"deepspeed": deepspeed_config(int(strategy[-1]))}
+        return {"fsdp": True, "fsdp_config": dict(FSDP_CONFIG)}
     return {}
+
+
+def shard_on_cpu_too(trainer) -> None:
+    """accelerate selects FSDP only on accelerators: on CPU processes it falls back to DDP, silently, so a
+    recipe asking for fsdp would run unsharded. Its FSDP2 code is device-agnostic and torch's fully_shard
+    runs on CPU over gloo, so qlorafx selects FSDP for CPU processes too, with the plugin the Trainer made
+    from the same arguments. On GPUs accelerate has selected it already and this does nothing."""
+    from accelerate.state import PartialState
+    from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
+
+    state = trainer.accelerator.state
+    if trainer.args.fsdp_plugin_args is None or trainer.is_fsdp_enabled or state.distributed_type != DistributedType.MULTI_CPU:
+        return
+    state.fsdp_plugin = FullyShardedDataParallelPlugin(**trainer.args.fsdp_plugin_args)
+    # where accelerate records it on GPUs: the process state that every later AcceleratorState() reads
+    state.distributed_type = PartialState._shared_state["distributed_type"] = DistributedType.FSDP
+    trainer.is_fsdp_enabled = True
+
+
+def full_trainable_state(model) -> dict:
+    """The trained tensors of an FSDP-sharded model, whole, for saving the adapter: a collective, so
+    every process calls it (only the adapter is gathered, never the 4-bit base)."""
+    from torch.distributed.tensor import DTensor
+
+    return {name: (p.full_tensor() if isinstance(p, DTensor) else p).detach().cpu()
+            for name, p in model.named_parameters() if p.requires_grad}
+
+
+def sharding_report(log=print):
+    """A Trainer callback that says, once the Trainer has wrapped the model, how it is sharded: what a user
+    (and a test) reads to know that training.distributed fsdp sharded the base rather than running it whole.
+    (A factory: this module is imported by `qlorafx validate`, which must not import transformers.)"""
+    from transformers import TrainerCallback
+
+    class ShardingReport(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            from bitsandbytes.nn import Linear4bit
+            from torch.distributed.fsdp import FSDPModule
+            from torch.distributed.tensor import DTensor
+
+            units = sum(isinstance(m, FSDPModule) for m in model.modules())
+            if not units or not state.is_world_process_zero:
+                return
+            four_bit = [m.weight for m in model.modules() if isinstance(m, Linear4bit)]
+            sharded = [p for p in four_bit if isinstance(p, DTensor)]
+            dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in four_bit})
+            log(f"fsdp: {units} units over {args.world_size} processes; {len(sharded)} of {len(four_bit)} 4-bit "
+                f"weights sharded (stored as {', '.join(dtypes)})")
+
+    return ShardingReport()

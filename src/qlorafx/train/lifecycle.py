@@ -32,21 +32,24 @@ class PublishCheckpoints(TrainerCallback):
         if distributed:
             dist.barrier()  # every rank has written its RNG state into staging
         if state.is_world_process_zero:
-            self.latest = checkpoints.publish(self.run_dir, state.global_step, self.recipe_yaml, self.keep,
-                                              round(self.clock(), 1) if self.clock else None)
+            checkpoints.publish(self.run_dir, state.global_step, self.recipe_yaml, self.keep,
+                                round(self.clock(), 1) if self.clock else None,
+                                dist.get_world_size() if distributed else 1)
         if distributed:
             dist.barrier()
+        self.latest = checkpoints.checkpoints_dir(self.run_dir) / f"checkpoint-{state.global_step}"  # every rank says where
 
 
 class GracefulStop(TrainerCallback):
     """SIGTERM or Ctrl-C: finish the step, save a checkpoint, stop. A second one stops at once."""
 
     def __init__(self):
-        self.signal: str | None = None
+        self.signal: str | None = None  # its name, and where it came from if not to this process
         self.step: int | None = None
+        self._number = 0
 
     def request(self, signum: int, frame=None) -> None:
-        self.signal = signal.Signals(signum).name
+        self.signal, self._number = signal.Signals(signum).name, signum
         # the next signal gets the default behaviour: Ctrl-C raises KeyboardInterrupt, SIGTERM ends the process
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -63,11 +66,27 @@ class GracefulStop(TrainerCallback):
                 signal.signal(s, handler)
 
     def on_step_end(self, args, state, control, **kwargs):
+        self._agree(args.device)
         if self.signal is not None:
             self.step = state.global_step
             control.should_save = True
             control.should_log = True  # the steps since the last log: the resumed run's losses continue from here
             control.should_training_stop = True
+
+    def _agree(self, device) -> None:
+        """Several processes stop at the same step or not at all: a signal may reach only one machine
+        (a scheduler preempting it), or reach the processes between two of their steps; a process that
+        went on alone would wait forever for the others in its next collective."""
+        import torch
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        number = torch.tensor([self._number], device=device)
+        dist.all_reduce(number, op=dist.ReduceOp.MAX)
+        if number.item() and self.signal is None:
+            self._number = int(number.item())
+            self.signal = f"{signal.Signals(self._number).name} (to another process)"
 
 
 class LossGuard(TrainerCallback):

@@ -15,7 +15,7 @@ from qlorafx.model.architecture import is_encoder_decoder
 from qlorafx.model.quantize import resolve_compute_dtype
 from qlorafx.registry import Registry
 from qlorafx.train import checkpoints
-from qlorafx.train.distributed import sharding_arguments
+from qlorafx.train.distributed import shard_on_cpu_too, sharding_arguments
 
 TRAINERS: Registry[Callable[..., Any]] = Registry("trainer")
 
@@ -87,6 +87,10 @@ def _token_counting_trainer():
         # off only to compare against the full computation (tests, bench/gpu_head.py); it never
         # changes what is computed, only the time and memory it takes
         head_only_where_loss = True
+
+        def create_accelerator_and_postprocess(self):
+            super().create_accelerator_and_postprocess()
+            shard_on_cpu_too(self)  # training.distributed fsdp shards on CPU processes too
 
         # the evaluation's loss summed over its target tokens, and their count (None outside evaluation_loop)
         _eval_sums: list[float] | None = None

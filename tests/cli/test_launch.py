@@ -1,0 +1,78 @@
+"""`qlorafx train` on several processes and machines: the options checked before anything starts, the
+torchrun arguments they become, and the command each process runs (the launch options left out,
+everything else kept)."""
+
+from __future__ import annotations
+
+import pytest
+
+from qlorafx.cli import launch
+from qlorafx.cli.main import build_parser, parse
+from qlorafx.errors import UserError
+
+LAUNCH_OPTIONS = {"--nproc", "--nnodes", "--node-rank", "--master-addr", "--master-port", "--rdzv-endpoint", "--rdzv-id"}
+
+
+def test_each_process_runs_the_same_command_without_the_launch_options():
+    argv = ["train", "r.yaml", "lora.r=8", "--overwrite", "--nproc", "2", "--nnodes", "2", "--node-rank", "1",
+            "--master-addr", "10.0.0.1", "--master-port", "29555", "optimizer.lr=1e-3"]
+    args = parse(argv)
+    worker = launch.worker_arguments(args)
+    assert worker == ["train", "r.yaml", "lora.r=8", "optimizer.lr=1e-3", "--overwrite"]
+    again = vars(parse(worker))
+    assert {k: v for k, v in again.items() if k not in ("run",)} == \
+        {**{k: v for k, v in vars(args).items() if k != "run"}, "nproc": 1, "nnodes": 1, "node_rank": None,
+         "master_addr": None, "master_port": None}
+
+
+def test_every_train_option_is_a_launch_option_or_passed_on():
+    """A new option of `qlorafx train` must reach the processes: worker_arguments has to learn it."""
+    [train] = [a for a in build_parser()._actions if hasattr(a, "choices") and a.choices and "train" in a.choices]
+    options = {flag for action in train.choices["train"]._actions for flag in action.option_strings if flag != "-h"}
+    passed = {"--overwrite", "--force", "--resume"}
+    assert options - {"--help"} == LAUNCH_OPTIONS | passed
+    args = parse(["train", "r.yaml", "--force", "--resume", "runs/x/checkpoints/checkpoint-4", "a.b=1"])
+    assert launch.worker_arguments(args) == ["train", "r.yaml", "a.b=1", "--force", "--resume",
+                                             "runs/x/checkpoints/checkpoint-4"]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--nproc", "4"], ["--nnodes=1", "--standalone", "--nproc-per-node=4"]),
+    (["--nnodes", "2", "--node-rank", "1", "--master-addr", "h0"],
+     ["--nnodes=2", "--node-rank=1", "--master-addr=h0", "--master-port=29500", "--nproc-per-node=1"]),
+    (["--nproc", "2", "--nnodes", "3", "--rdzv-endpoint", "h0:29400", "--rdzv-id", "job7"],
+     ["--nnodes=3", "--rdzv-backend=c10d", "--rdzv-endpoint=h0:29400", "--rdzv-id=job7", "--nproc-per-node=2"]),
+])
+def test_torchrun_arguments(argv, expected):
+    args = parse(["train", "r.yaml", *argv])
+    launch.check(args)
+    torchrun = launch.torchrun_arguments(args)
+    assert torchrun[:len(expected)] == expected
+    assert torchrun[len(expected):] == [f"--shutdown-timeout={launch.SHUTDOWN_TIMEOUT_S}", "-m", "qlorafx.cli.main",
+                                        "train", "r.yaml"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--nnodes", "2"], "--nnodes 2: say where this machine stands: --node-rank (0 to 1) and --master-addr"),
+    (["--nnodes", "2", "--node-rank", "2", "--master-addr", "h0"], "--node-rank 2: machines are numbered 0 to 1"),
+    (["--nnodes", "2", "--rdzv-endpoint", "h0:1", "--node-rank", "0"], "--rdzv-endpoint assigns machine ranks itself"),
+    (["--node-rank", "1"], "--node-rank, --master-addr, --master-port and --rdzv-endpoint place this machine among "
+                           "several: give --nnodes N"),
+])
+def test_launch_options_that_cannot_work_are_refused_before_anything_starts(argv, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        launch.check(parse(["train", "r.yaml", *argv]))
+
+
+def test_a_refusal_is_exit_2_without_torch(tmp_path):
+    from tests.cli.test_cli import heavy_modules_after
+    from tests.train.tiny import tiny_recipe
+
+    code, heavy = heavy_modules_after(["train", str(tiny_recipe(tmp_path)), "--nnodes", "2", "--node-rank", "0"])
+    assert code == 2 and heavy == []
+
+
+@pytest.mark.parametrize("codes, expected", [({0: 130, 1: 130}, 130), ({0: 2, 1: 2}, 2), ({0: 1, 1: -15}, 1)])
+def test_the_processes_exit_codes_are_the_command_s(codes, expected, capsys):
+    assert launch._outcome(codes) == expected
+    assert ("a training process failed (rank 0: 1, rank 1: -15)" in capsys.readouterr().err) == (expected == 1)
