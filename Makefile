@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # requirement would otherwise pull a multi-GB CUDA build.
 TORCH_CPU := torch==2.13.0
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test bench gpu-check venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ test: venv
 bench: venv
 	$(BIN)/pip install --quiet "trl>=1.0" "datasets>=3.0"
 	cd bench && ../$(BIN)/python run.py
+
+# The GPU check (bench/gpu.py): Llama 3.1 8B shape, qlorafx against its estimate and the qlora.py set-up;
+# writes bench/RESULTS-gpu.md. Needs an NVIDIA GPU; minutes. `python bench/gpu.py --tiny` checks it on CPU.
+gpu-check: venv
+	$(BIN)/python bench/gpu.py
 
 clean:
 	rm -rf $(VENV) runs
