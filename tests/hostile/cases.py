@@ -389,6 +389,9 @@ CASES = [
     Case("output-dir-is-a-file", ("output_dir (command line): @DIR@/data/train.jsonl cannot be made: "
                                   "@DIR@/data/train.jsonl is a file; choose another output_dir",),
          overrides=("output_dir=data/train.jsonl",)),
+    # a place no run directory can be made in (as root too: /proc takes no new folders): train ended in a traceback
+    Case("output-dir-cannot-be-made-there", ("output_dir (command line): /proc/qlorafx-run cannot be made: /proc cannot "
+                                             "be written to",), overrides=("output_dir=/proc/qlorafx-run",)),
     Case("output-dir-holds-a-finished-run", ("output_dir (command line): @DIR@/finished-run already holds a finished "
                                              "run; pass --overwrite to replace it",), overrides=(FINISHED,)),
     Case("output-dir-is-someone-elses-folder", ("output_dir (command line): @DIR@/not-a-run is not empty and holds no "

@@ -112,3 +112,13 @@ def test_overwrite_refuses_a_run_whose_own_folders_hold_the_users_files_through_
     replaced = qlorafx("train", recipe, *common, "--overwrite", timeout=600)
     assert replaced.returncode == 0, replaced.stderr[-2000:]
     assert (run / "run.json").is_file() and not (run / "checkpoints" / "best").exists()
+
+
+def test_a_run_directory_that_cannot_be_made_is_refused_before_and_when_it_is_made(tmp_path):
+    # /proc takes no new folder, even for root: mkdir there raised FileNotFoundError, a traceback from train
+    with pytest.raises(RunDirError, match=r"^output_dir /proc/qlorafx-run cannot be made: /proc cannot be written to"):
+        rundir.prepare(rundir.Path("/proc/qlorafx-run"), overwrite=False, dry_run=True)
+    with pytest.raises(RunDirError, match=r"^output_dir /proc/qlorafx-run cannot be made: "):
+        rundir.prepare(rundir.Path("/proc/qlorafx-run"), overwrite=False)
+    rundir.prepare(tmp_path / "new" / "run", overwrite=False, dry_run=True)  # a place that can be written: no trace left
+    assert list(tmp_path.iterdir()) == []

@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import shutil
+import tempfile
 from importlib import metadata
 from contextlib import contextmanager
 from pathlib import Path
@@ -143,9 +144,25 @@ def prepare(run_dir: Path, overwrite: bool, dry_run: bool = False) -> None:
             )
         if not dry_run:
             _remove_run(run_dir)
-    if not dry_run:
+    if dry_run:
+        _check_writable(run_dir)
+        return
+    try:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / RUN_MARKER).write_text(json.dumps({"created_by": "qlorafx"}) + "\n", encoding="utf-8")
+    except OSError as err:
+        raise RunDirError(f"output_dir {run_dir} cannot be made: {err.strerror or err}; choose another output_dir") from None
+
+
+def _check_writable(run_dir: Path) -> None:
+    """The run directory can be made where it is asked for (a read-only mount, a folder of someone else's, /proc):
+    found now by making and removing a folder there, not after the weights have loaded (a traceback then)."""
+    place = next(p for p in (run_dir, *run_dir.parents) if p.exists())
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".qlorafx-probe-", dir=place))
+    except OSError as err:
+        raise RunDirError(f"output_dir {run_dir} cannot be made: {place} cannot be written to ({err.strerror or err}); "
+                          "choose another output_dir") from None
 
 
 def versions(extra: dict[str, Any]) -> dict[str, Any]:
