@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from qlorafx.cli.main import main, parse
@@ -35,3 +37,20 @@ def test_options_that_cannot_be_meant_are_usage_errors(argv, message, capsys):
     assert stopped.value.code == 2
     err = capsys.readouterr().err
     assert f"usage: qlorafx {argv[0]}" in err and message in err
+
+
+def test_a_reader_that_stops_reading_ends_the_command_without_a_traceback(tmp_path):
+    # `qlorafx validate r.yaml | head -1`: head exits after a line, and printing the next raised BrokenPipeError
+    import subprocess
+    import sys
+
+    from tests.train.tiny import tiny_recipe
+
+    reader_gone_r, writer = os.pipe()
+    os.close(reader_gone_r)  # the reader has already stopped reading when the command prints
+    try:
+        done = subprocess.run([sys.executable, "-m", "qlorafx.cli.main", "validate", str(tiny_recipe(tmp_path))],
+                              stdout=writer, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(writer)
+    assert done.returncode == 141 and "Traceback" not in done.stderr, done.stderr[-2000:]
