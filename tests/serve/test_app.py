@@ -201,3 +201,56 @@ def test_adapters_load_and_unload_only_behind_the_flag(client, engine, tmp_path_
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="chat-2", messages=CHAT, max_tokens=2)
     assert [m.id for m in client.models.list().data] == ["base_model", "alpaca", "chat"]
+
+
+SECRET = "sk-live-0123456789 in /home/alice/private/model.bin"
+
+
+def _generic_500(err: openai.InternalServerError, caplog) -> str:
+    """The body says nothing of the exception (no message, no path, no class), only an id; the server's log
+    has that id beside the full traceback, for whoever runs the server."""
+    body = err.response.json()["error"]
+    assert body["type"] == "server_error" and body["code"] == "internal_error" and body["param"] is None
+    assert SECRET not in err.response.text and "RuntimeError" not in err.response.text
+    incident = body["message"].split("error id ")[1].split(")")[0]
+    assert body["message"] == (f"the server failed to answer this request (error id {incident}); "
+                               "its log has the details under that id")
+    logged = [r for r in caplog.records if incident in r.getMessage()]
+    assert logged and logged[0].exc_info and SECRET in str(logged[0].exc_info[1])
+    return incident
+
+
+def test_an_unexpected_error_is_a_generic_500_with_an_id_the_server_logs(client, engine, monkeypatch, caplog):
+    """Before: the body was 'internal error: RuntimeError: <the exception's message>', paths and secrets included."""
+    def broken(*args, **kwargs):
+        raise RuntimeError(SECRET)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(engine, "submit", broken)
+        with pytest.raises(openai.InternalServerError) as raised:
+            client.chat.completions.create(model="chat", messages=CHAT, max_tokens=2)
+    first = _generic_500(raised.value, caplog)
+    with monkeypatch.context() as patched:
+        patched.setattr(engine, "submit", broken)
+        with pytest.raises(openai.InternalServerError) as raised:
+            client.completions.create(model="alpaca", prompt=QUESTION, max_tokens=2)
+    assert _generic_500(raised.value, caplog) != first  # one id per failure
+    still_serving(client)
+
+
+def test_a_failed_generation_is_a_generic_500_with_an_id_the_server_logs(client, monkeypatch, caplog):
+    from qlorafx.infer import batching
+
+    def out_of_memory(model, batch):
+        raise RuntimeError(SECRET)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(batching, "generate_rows", out_of_memory)
+        with pytest.raises(openai.InternalServerError) as raised:
+            client.chat.completions.create(model="chat", messages=CHAT, max_tokens=2)
+        _generic_500(raised.value, caplog)
+        stream = client.chat.completions.create(model="chat", messages=CHAT, max_tokens=2, stream=True)
+        with pytest.raises(openai.APIError) as streamed:
+            list(stream)
+    assert SECRET not in str(streamed.value) and "error id " in str(streamed.value)
+    still_serving(client)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,6 +40,14 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     error: str | None = None
+    # set when the row failed inside the server (an exception): the id its log gives the traceback under; the
+    # error's text (the exception's message) is then for that log only, not for a client
+    incident: str | None = None
+
+
+def incident_id() -> str:
+    """A new id for a failure the server logs, to give the client in its place."""
+    return f"err_{secrets.token_hex(8)}"
 
 
 class Stream:
@@ -143,7 +152,7 @@ class Stream:
             return self._finish("length")
         return False
 
-    def _finish(self, reason: str, error: str | None = None) -> bool:
+    def _finish(self, reason: str, error: str | None = None, incident: str | None = None) -> bool:
         if self.completion is not None:
             return True
         text = self.sent
@@ -152,7 +161,7 @@ class Stream:
             text = text if ended else self.renderer.decode(self.ids, self.encoded)
         piece = text[len(self.sent):] if text.startswith(self.sent) else ""
         self.sent += piece
-        self._publish(piece, Completion(self.sent, reason, len(self.encoded.ids), len(self.ids), error))
+        self._publish(piece, Completion(self.sent, reason, len(self.encoded.ids), len(self.ids), error, incident))
         return True
 
 
@@ -282,9 +291,10 @@ class Scheduler:
         try:
             generate_rows(self.model, batch)
         except Exception as err:  # one failed batch ends its rows with the error; the server goes on
-            log.exception("a batch of %d rows failed", len(batch))
+            incident = incident_id()
+            log.exception("a batch of %d rows failed (error id %s)", len(batch), incident)
             for stream in batch:
-                stream._finish("error", f"{type(err).__name__}: {err}")
+                stream._finish("error", f"{type(err).__name__}: {err}", incident)
         for stream in batch:  # a row still open when generate returned
             stream._finish("cancelled" if stream.cancelled else "length")
 

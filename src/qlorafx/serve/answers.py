@@ -10,7 +10,7 @@ import uuid
 from typing import AsyncIterator
 
 from qlorafx.infer.batching import merged
-from qlorafx.serve.protocol import ApiError
+from qlorafx.serve.protocol import ApiError, internal_error
 
 
 class Answer:
@@ -73,7 +73,7 @@ class Answer:
             done = [s.completion for s in self.streams]
             failed = [c for c in done if c.finish_reason == "error"]
             if failed:
-                error = ApiError(500, f"generation failed: {failed[0].error}", kind="server_error")
+                error = _failure(failed[0])
                 yield f"data: {json.dumps(error.body())}\n\n"
             else:
                 for index, completion in enumerate(done):
@@ -85,7 +85,15 @@ class Answer:
             self.cancel()  # a no-op for rows already done
 
 
+def _failure(completion) -> ApiError:
+    """A row that ended in an error: an exception inside the server is told by its id only (logged by the
+    batcher with its traceback); a reason qlorafx gave itself (an adapter unloaded meanwhile) is said."""
+    if completion.incident is not None:
+        return internal_error(completion.incident)
+    return ApiError(500, f"generation failed: {completion.error}", kind="server_error")
+
+
 def _raise_failed(done: list) -> None:
     for completion in done:
         if completion.finish_reason == "error":
-            raise ApiError(500, f"generation failed: {completion.error}", kind="server_error")
+            raise _failure(completion)

@@ -25,14 +25,44 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qlorafx.errors import UserError
+from qlorafx.infer.batching import incident_id
 from qlorafx.infer.engine import UnknownModel
 from qlorafx.infer.generate import Sampling
 from qlorafx.serve.answers import Answer
-from qlorafx.serve.protocol import ApiError, ChatRequest, CompletionRequest, LoadAdapter, UnloadAdapter, parse
+from qlorafx.serve.protocol import ApiError, ChatRequest, internal_error, CompletionRequest, LoadAdapter, UnloadAdapter, parse
 
 MAX_BODY = 2 << 20  # bytes: far more than any prompt the model has positions for
 DRAIN_LIMIT = 64 << 20  # an oversized body is read and dropped up to this, so the client sees the 413
 log = logging.getLogger("qlorafx.serve")
+
+
+class Incidents:
+    """An exception no handler turned into an answer: the client gets a generic 500 with an id, the log the
+    traceback under that id (an exception's message can hold paths or secrets). An ASGI middleware rather than
+    an exception handler for Exception: Starlette re-raises after such a handler, and uvicorn then closes the
+    connection, so a client reusing it for its next request got a connection reset."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def sending(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            if started:  # a stream already under way: nothing can be said in its place; the server logs it
+                raise
+            incident = incident_id()
+            log.exception("unexpected error on %s %s (error id %s)", scope.get("method"), scope.get("path"), incident)
+            await JSONResponse(internal_error(incident).body(), status_code=500)(scope, receive, send)
 
 
 def create_app(engine, *, api_key: str | None = None, allow_adapter_loading: bool = False,
@@ -50,11 +80,7 @@ def create_app(engine, *, api_key: str | None = None, allow_adapter_loading: boo
             else str(err.detail)
         return JSONResponse(ApiError(err.status_code, message).body(), status_code=err.status_code)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, err: Exception):
-        log.exception("unexpected error on %s", request.url.path)
-        body = ApiError(500, f"internal error: {type(err).__name__}: {err}", kind="server_error").body()
-        return JSONResponse(body, status_code=500)
+    app.add_middleware(Incidents)
 
     def authorize(request: Request) -> None:
         if api_key is None:

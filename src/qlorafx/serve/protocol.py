@@ -34,6 +34,13 @@ class ApiError(Exception):
         return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
 
 
+def internal_error(incident: str) -> ApiError:
+    """What a client is told of a failure inside the server: the id the server's log holds the details under, never
+    the exception's message (paths, settings, whatever a library put in it)."""
+    return ApiError(500, f"the server failed to answer this request (error id {incident}); its log has the details "
+                         "under that id", code="internal_error", kind="server_error")
+
+
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     include_usage: bool = False

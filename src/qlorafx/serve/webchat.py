@@ -158,7 +158,9 @@ class WebChat:
             done = [s.completion for s in streams]
             failed = [(m, c) for m, c in zip(models, done) if c.finish_reason == "error"]
             if failed:
-                why = "; ".join(f"{m}: generation failed: {c.error}" for m, c in failed)
+                # an exception inside the server is shown by its id, as the API gives it (serve/protocol.py)
+                why = "; ".join(f"{m}: generation failed: " + (f"error id {c.incident}; the server's log has the details"
+                                                              if c.incident else c.error) for m, c in failed)
                 yield Update(tuple(conversations), f"error: {why}", accepted=False)
                 return
             texts = [c.text for c in done]
