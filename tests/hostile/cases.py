@@ -377,6 +377,12 @@ CASES = [
          overrides=("lora.target_modules=[q_projj]",)),
     Case("lora-regex-matches-nothing", ("lora.target_modules (command line): '.*attn\\.qq_proj' matches no linear layer",),
          overrides=("lora.target_modules=.*attn\\.qq_proj",)),
+    # a leaf name written as text: peft fullmatches it against whole names; it read "'q_proj' matches no linear
+    # layer ...; its linear layers are named ..., q_proj, ...", a contradiction
+    Case("lora-target-name-as-text", ("lora.target_modules (command line): 'q_proj' is a text, so peft reads it as a "
+                                      "regular expression that must match a layer's whole name",
+                                      "write a list: [q_proj]"),
+         overrides=("lora.target_modules=q_proj",), absent=("matches no linear layer",)),
     Case("lora-layers-past-the-last", ("lora.layers_to_transform (command line): [7] names layers this model does "
                                        "not have: its targeted layers are layers 0 to 1",),
          overrides=("lora.layers_to_transform=[1, 7]",)),

@@ -86,8 +86,20 @@ def check_target_names(names: list[str], targets) -> None:
                           "transformers' Conv1D layers, and this model has neither outside its output head)")
     if not matched_layers(names, targets):
         leaves = sorted({n.rsplit(".", 1)[-1] for n in names})
+        named = [leaf for leaf in leaves if isinstance(targets, str) and _fullmatch(targets, leaf)]
+        if named:  # 'q_proj' as text is a pattern for the whole name, which no layer has: it read as a contradiction
+            raise TargetError(f"{shown(targets)} is a text, so peft reads it as a regular expression that must match a "
+                              f"layer's whole name (e.g. {names[0]}), and none is named just that; for the layers "
+                              f"named {', '.join(named)} write a list: [{', '.join(named)}] (or use 'all-linear')")
         raise TargetError(f"{shown(targets)} matches no linear layer of this model; its linear layers are named "
                           f"{', '.join(leaves)} (or use 'all-linear')")
+
+
+def _fullmatch(pattern: str, name: str) -> bool:
+    try:
+        return re.fullmatch(pattern, name) is not None
+    except re.error:
+        return False
 
 
 def check_targets(model, targets) -> None:
