@@ -142,6 +142,21 @@ def test_a_local_model_folder_has_its_config_checked(recipe, tmp_path, capsys):
     assert "lora.target_modules (command line): [qkv] matches no linear layer of this model" in err
 
 
+def test_a_rope_scaling_factor_stretches_the_position_limit(recipe, tmp_path, capsys):
+    # vicuna-7b-v1.5-16k's way: 4096 positions and linear RoPE scaling by 4 take 16k tokens; 4096 was the limit
+    from transformers import AutoConfig
+
+    AutoConfig.for_model("llama", hidden_size=64, num_attention_heads=2, max_position_embeddings=128,
+                         rope_scaling={"rope_type": "linear", "factor": 4.0}).save_pretrained(tmp_path / "base")
+    base = ["model.loader=pretrained", f"model.path={tmp_path / 'base'}", "model.config={}"]
+    code, out, err = run(capsys, recipe, *base, "data.max_length=512")
+    assert code == 0 and out.startswith("ok:"), err
+    code, _, err = run(capsys, recipe, *base, "data.max_length=513")
+    assert code == 2
+    assert ("data.max_length (command line): 513 tokens, but this llama model has position embeddings for 512 "
+            "(max_position_embeddings 128, stretched by its RoPE scaling); set data.max_length to 512 or less") in err
+
+
 def test_train_refuses_a_misspelt_config_key_before_writing_anything(recipe, tmp_path, capsys):
     assert main(["train", str(recipe), "model.config.hiden_size=64"]) == 2
     err = capsys.readouterr().err

@@ -120,10 +120,33 @@ def layer_count(config) -> int | None:
     return max(counts) if counts else None
 
 
+STRETCHING_ROPE = ("linear", "dynamic", "yarn", "longrope")  # rope types whose factor stretches the positions
+
+
 def position_limit(config) -> int | None:
-    """The longest sequence the model's position embeddings cover; None when it has no fixed limit (T5)."""
+    """The longest sequence the model's position embeddings cover; None when it has no fixed limit (T5).
+    A RoPE scaling factor stretches it (vicuna-7b-v1.5-16k: 4096 positions, linear factor 4, 16k tokens);
+    with one set of RoPE parameters per layer type, the least stretched one decides."""
     limit = getattr(config, "max_position_embeddings", None)
-    return limit if isinstance(limit, int) and limit > 0 else None
+    if not isinstance(limit, int) or limit <= 0:
+        return None
+    rope = getattr(config, "rope_parameters", None)
+    sets = ([rope] if "rope_type" in rope or "type" in rope else [v for v in rope.values() if isinstance(v, dict)]
+            ) if isinstance(rope, dict) else []
+    stretched = []
+    for params in sets:
+        kind, factor = params.get("rope_type", params.get("type")), params.get("factor")
+        if kind in STRETCHING_ROPE and isinstance(factor, (int, float)) and factor > 1:
+            original = params.get("original_max_position_embeddings")
+            stretched.append(max(limit, int((original if isinstance(original, int) else limit) * factor)))
+        else:
+            stretched.append(limit)
+    return min(stretched) if stretched else limit
+
+
+def _limit_source(config, limit: int) -> str:
+    own = config.max_position_embeddings
+    return "max_position_embeddings" if limit == own else f"max_position_embeddings {own}, stretched by its RoPE scaling"
 
 
 def recipe_fits_config(recipe, config) -> list[ConfigProblem]:
@@ -133,7 +156,7 @@ def recipe_fits_config(recipe, config) -> list[ConfigProblem]:
     if limit is not None and recipe.data.max_length > limit:
         problems.append(ConfigProblem("data.max_length", (
             f"{recipe.data.max_length} tokens, but this {config.model_type} model has position embeddings for "
-            f"{limit} (max_position_embeddings); set data.max_length to {limit} or less")))
+            f"{limit} ({_limit_source(config, limit)}); set data.max_length to {limit} or less")))
     return problems
 
 
