@@ -89,8 +89,10 @@ def one_mode(mode: str, base: Path, shape: str, args) -> dict:
     from transformers import TrainerCallback
 
     sys.path.insert(0, str(ROOT / "src"))
+    import yaml
+
     from qlorafx.finetune import train
-    from qlorafx.recipe.schema import Recipe
+    from qlorafx.recipe.load import load_recipe
     from qlorafx.train import trainers
 
     if mode == "full":
@@ -128,10 +130,13 @@ def one_mode(mode: str, base: Path, shape: str, args) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
-        r = Recipe.model_validate(recipe(run_dir, base, shape, args))
+        # through a recipe file, as `qlorafx train` reads one: the run directory keeps its text
+        recipe_file = Path(tmp) / "gpu_head.yaml"
+        recipe_file.write_text(yaml.safe_dump(recipe(run_dir, base, shape, args)))
+        loaded = load_recipe(recipe_file)
         if gpu:
             torch.cuda.reset_peak_memory_stats()
-        train(r, "", log=lambda *_: None, callbacks=(steps, CountLossTokens()))
+        train(loaded.recipe, loaded.to_yaml(), log=lambda *_: None, callbacks=(steps, CountLossTokens()))
         losses = [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
                   if "loss" in json.loads(line)]
     import resource
