@@ -131,3 +131,10 @@ def test_generate_never_overwrites_an_existing_out_file(run_dir, tmp_path, capsy
     assert main(["generate", str(run_dir), "--prompt", "Hi", "--out", str(kept)]) == 2
     assert f"--out {kept} already exists; generate never overwrites a file" in capsys.readouterr().err
     assert kept.read_text() == "my earlier answers\n"
+
+
+def test_an_out_file_that_cannot_be_written_is_refused_before_the_model_loads(run_dir, capsys):
+    # /proc takes no new file, even for root: open() raised FileNotFoundError once the answers were generated
+    assert main(["generate", str(run_dir), "--prompt", "Hi", "--out", "/proc/answers.jsonl"]) == 2
+    err = capsys.readouterr().err
+    assert "--out /proc/answers.jsonl cannot be written (" in err and "generating" not in err

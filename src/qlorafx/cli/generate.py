@@ -54,6 +54,32 @@ def add_parser(commands) -> None:
     parser.set_defaults(run=run)
 
 
+def _exists(out: Path) -> GenerateError:
+    from qlorafx.infer.prompt import GenerateError
+
+    return GenerateError(f"--out {out} already exists; generate never overwrites a file: give a new name, or remove "
+                         "it first")
+
+
+def _check_out(out: Path) -> None:
+    """--out can be written, found before any weight loads (it was a traceback after generating): made and
+    removed again, so a run that fails later leaves no empty file behind to refuse the next one."""
+    from qlorafx.infer.prompt import GenerateError
+
+    if out.exists():
+        raise _exists(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "x", encoding="utf-8"):
+            pass
+        out.unlink()
+    except FileExistsError:
+        raise _exists(out) from None
+    except OSError as err:
+        raise GenerateError(f"--out {out} cannot be written ({err.strerror or err}); give a path in a folder you can "
+                            "write to") from None
+
+
 def run(args) -> int:
     from qlorafx.infer import generate
     from qlorafx.infer.prompt import GenerateError, conversation, read_prompts
@@ -64,9 +90,8 @@ def run(args) -> int:
         raise GenerateError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.out is not None and args.out.is_dir():
         raise GenerateError(f"--out {args.out} is a folder; give a file name, e.g. {args.out / 'out.jsonl'}")
-    if args.out is not None and args.out.exists():
-        raise GenerateError(f"--out {args.out} already exists; generate never overwrites a file: give a new name, "
-                            "or remove it first")
+    if args.out is not None:
+        _check_out(args.out)
     note_unused_sampling(args)
     found = trained_run(args.run_dir)
     prompts = args.prompt if args.prompt is not None else read_prompts(args.file)
@@ -83,9 +108,10 @@ def run(args) -> int:
     generator = generate.Generator(found, options)
     encoded = [generator.encode(prompt) for prompt in prompts]  # templates applied before weights load
     print(f"generating {len(prompts)} answer(s) with {found.base} + {found.path / ADAPTER_DIR}", file=sys.stderr)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-    out = open(args.out, "w", encoding="utf-8") if args.out is not None else sys.stdout
+    try:  # "x": a file that appeared while the model loaded is not overwritten either
+        out = open(args.out, "x", encoding="utf-8") if args.out is not None else sys.stdout
+    except FileExistsError:
+        raise _exists(args.out) from None
     try:
         for start in range(0, len(prompts), args.batch_size):
             chunk = slice(start, start + args.batch_size)
