@@ -118,6 +118,10 @@ def test_an_existing_output_is_never_overwritten(run_dir, tmp_path, capsys):
     refused([run_dir, "--out", tmp_path / "model.safetensors"], f"--out {tmp_path / 'model.safetensors'} is a file; "
                                                                   "the merged model is a folder", capsys)
     assert (tmp_path / "model.safetensors").read_text() == "mine"
+    # where no folder can be made: refused before the merge (save_pretrained raised FileNotFoundError after it)
+    refused([run_dir, "--out", "/proc/merged"], "--out /proc/merged cannot be made: /proc cannot be written to (", capsys)
+    refused([run_dir, "--out", tmp_path / "model.safetensors" / "m"], f"--out {tmp_path / 'model.safetensors' / 'm'} "
+            f"cannot be made: {tmp_path / 'model.safetensors'} is a file", capsys)
 
 
 def test_an_adapter_trained_on_another_base_is_refused(run_dir, tmp_path, capsys):

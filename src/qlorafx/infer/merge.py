@@ -57,6 +57,7 @@ class Report:
 def plan(run_dir: Path, out: Path, dtype: str | None = None) -> Plan:
     """Every check that needs no weights: a finished run with an adapter, its base, a free output."""
     from qlorafx.report.run import trained_run
+    from qlorafx.train.run_dir import cannot_be_made
 
     run = trained_run(run_dir)
     out = Path(out)
@@ -65,6 +66,10 @@ def plan(run_dir: Path, out: Path, dtype: str | None = None) -> Plan:
                          "give the path of a new folder")
     if out.exists() and any(out.iterdir()):
         raise MergeError(f"--out {out} is a folder that is not empty; merge never overwrites: give a new folder")
+    blocker = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    unwritable = f"{blocker} is a file" if blocker is not None else cannot_be_made(out)
+    if unwritable:  # found now, not by save_pretrained after the merge (a traceback then)
+        raise MergeError(f"--out {out} cannot be made: {unwritable}; give a new folder where you can write")
     return Plan(run.path, out, run.base, dtype or _stored_dtype(run.base), run.recipe, run.status.get("sample_prompt"),
                 run.status)
 

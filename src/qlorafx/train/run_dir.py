@@ -145,7 +145,9 @@ def prepare(run_dir: Path, overwrite: bool, dry_run: bool = False) -> None:
         if not dry_run:
             _remove_run(run_dir)
     if dry_run:
-        _check_writable(run_dir)
+        unwritable = cannot_be_made(run_dir)
+        if unwritable:
+            raise RunDirError(f"output_dir {run_dir} cannot be made: {unwritable}; choose another output_dir")
         return
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -154,15 +156,16 @@ def prepare(run_dir: Path, overwrite: bool, dry_run: bool = False) -> None:
         raise RunDirError(f"output_dir {run_dir} cannot be made: {err.strerror or err}; choose another output_dir") from None
 
 
-def _check_writable(run_dir: Path) -> None:
-    """The run directory can be made where it is asked for (a read-only mount, a folder of someone else's, /proc):
-    found now by making and removing a folder there, not after the weights have loaded (a traceback then)."""
-    place = next(p for p in (run_dir, *run_dir.parents) if p.exists())
+def cannot_be_made(folder: Path) -> str | None:
+    """Why a folder (a run directory, merge's --out) cannot be made or written where it is asked for (a
+    read-only mount, a folder of someone else's, /proc), found by making and removing a folder there now
+    rather than after the weights have loaded (a traceback then); None when it can."""
+    place = next(p for p in (folder, *folder.parents) if p.exists())
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".qlorafx-probe-", dir=place))
     except OSError as err:
-        raise RunDirError(f"output_dir {run_dir} cannot be made: {place} cannot be written to ({err.strerror or err}); "
-                          "choose another output_dir") from None
+        return f"{place} cannot be written to ({err.strerror or err})"
+    return None
 
 
 def versions(extra: dict[str, Any]) -> dict[str, Any]:
