@@ -76,3 +76,26 @@ def test_a_refusal_is_exit_2_without_torch(tmp_path):
 def test_the_processes_exit_codes_are_the_command_s(codes, expected, capsys):
     assert launch._outcome(codes) == expected
     assert ("a training process failed (rank 0: 1, rank 1: -15)" in capsys.readouterr().err) == (expected == 1)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--master-port", "70000"], "argument --master-port: expected a port from 1 to 65535, got 70000"),
+    (["--master-port", "0"], "argument --master-port: expected a port from 1 to 65535, got 0"),
+    (["--rdzv-endpoint", "h0:abc"], "argument --rdzv-endpoint: expected a port number, got 'abc'"),
+    (["--rdzv-endpoint", "h0:99999"], "argument --rdzv-endpoint: expected a port from 1 to 65535, got 99999"),
+    (["--rdzv-endpoint", ":29400"], "argument --rdzv-endpoint: expected HOST:PORT, got ':29400'"),
+])
+def test_a_port_out_of_range_is_refused_by_the_command_not_by_torchrun_s_traceback(tmp_path, argv, message):
+    """torchrun checks ports only once its agent starts: a traceback and exit 1 after torch was imported."""
+    from tests.cli.test_cli import qlorafx
+    from tests.train.tiny import tiny_recipe
+
+    recipe = tiny_recipe(tmp_path)
+    done = qlorafx("train", recipe, "--nnodes", "2", "--node-rank", "0", "--master-addr", "127.0.0.1", *argv) \
+        if argv[0] == "--master-port" else qlorafx("train", recipe, "--nnodes", "2", *argv)
+    assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr[-800:]
+
+
+@pytest.mark.parametrize("endpoint", ["h0:29400", "h0", "[::1]:29400", "10.0.0.1:1"])
+def test_a_rendezvous_endpoint_with_or_without_its_port_is_taken(endpoint):
+    assert parse(["train", "r.yaml", "--nnodes", "2", "--rdzv-endpoint", endpoint]).rdzv_endpoint == endpoint

@@ -27,11 +27,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--node-rank", type=count(0), default=None, metavar="R",
                         help="this machine's index, 0 to nnodes-1; machine 0 hosts the rendezvous at --master-addr")
     parser.add_argument("--master-addr", default=None, metavar="HOST", help="machine 0's address, reachable from all")
-    parser.add_argument("--master-port", type=count(1), default=None, metavar="PORT",
+    parser.add_argument("--master-port", type=_port, default=None, metavar="PORT",
                         help="a free port on machine 0 (default 29500)")
-    parser.add_argument("--rdzv-endpoint", default=None, metavar="HOST:PORT",
+    parser.add_argument("--rdzv-endpoint", type=_endpoint, default=None, metavar="HOST:PORT",
                         help="instead of --node-rank and --master-*: a c10d rendezvous; machine ranks are assigned")
     parser.add_argument("--rdzv-id", default="qlorafx", metavar="ID", help="with --rdzv-endpoint: the job's id, the same on every machine")
+
+
+def _port(text: str) -> int:
+    """An argparse type: a TCP port (torchrun's own check is a traceback once it has started)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {value}")
+    return value
+
+
+def _endpoint(text: str) -> str:
+    """An argparse type: HOST or HOST:PORT (torchrun's default port 29400 when none), checked here for
+    the same reason."""
+    host, colon, port = text.rpartition(":") if not text.endswith("]") else (text, "", "")
+    if not colon:
+        host, port = text, None
+    if not host.strip("[]"):
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    if port is not None:
+        _port(port)
+    return text
 
 
 def wanted(args) -> bool:
