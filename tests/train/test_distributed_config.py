@@ -29,6 +29,12 @@ def test_the_fsdp_recipe_stores_4bit_weights_in_its_compute_dtype():
     (["training.distributed=zero3"], "training.distributed", "zero3 (DeepSpeed ZeRO) is not offered: it has not run "
                                                                "with qlorafx"),
     (["training.distributed=zero2"], "training.distributed", "zero2 (DeepSpeed ZeRO) is not offered"),
+    # trained, then failed when saving the adapter (peft's conversion needs the whole model): refused up front
+    (["lora.init_lora_weights=olora"], "lora.init_lora_weights", "'olora' changes the base, so its adapter is converted "
+                                                                 "to plain LoRA when saved, which peft does only on a "
+                                                                 "whole model"),
+    (["lora.init_lora_weights=pissa_niter_4", "quantization.bits=16"], "lora.init_lora_weights",
+     "'pissa_niter_4' changes the base"),
 ])
 def test_sharding_rules(overrides, key, message):
     with pytest.raises(RecipeError) as err:

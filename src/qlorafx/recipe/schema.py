@@ -14,7 +14,7 @@ from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
 from qlorafx.data.formats import FORMATS
 from qlorafx.model.loaders import FROM_CONFIG, MODEL_LOADERS, PRETRAINED
-from qlorafx.model.lora_support import check_init, incompatibilities
+from qlorafx.model.lora_support import check_init, incompatibilities, mutates_base
 from qlorafx.registry import registry_key
 from qlorafx.section import Section
 from qlorafx.train.backends import BACKENDS
@@ -270,6 +270,14 @@ class Recipe(Section):
         if strategy == "fsdp" and q.bits == 4 and q.storage_dtype == "uint8":
             raise ValueError("quantization.storage_dtype: fsdp shards only floating-point tensors, so 4-bit "
                              "weights must be stored in one; set storage_dtype to the compute dtype (e.g. bfloat16)")
+        init = self.lora.init_lora_weights
+        if strategy == "fsdp" and mutates_base(init):
+            # peft converts such an adapter at save time from the whole model in one process (it loads the
+            # starting adapter beside the trained one): a sharded model's save failed after training (KeyError)
+            raise ValueError(f"lora.init_lora_weights: {init!r} changes the base, so its adapter is converted to plain "
+                             f"LoRA when saved, which peft does only on a whole model, not on one sharded by "
+                             f"training.distributed: fsdp; use distributed: ddp, or an init that leaves the base as it "
+                             f"is (true, gaussian, eva)")
         return self
 
     @model_validator(mode="after")
