@@ -161,10 +161,15 @@ def cannot_be_made(folder: Path) -> str | None:
     read-only mount, a folder of someone else's, /proc), found by making and removing a folder there now
     rather than after the weights have loaded (a traceback then); None when it can."""
     place = next(p for p in (folder, *folder.parents) if p.exists())
+    times = place.stat()
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".qlorafx-probe-", dir=place))
     except OSError as err:
         return f"{place} cannot be written to ({err.strerror or err})"
+    try:  # the probe leaves the folder as it was, its times included: a check touches no run (tests/hostile)
+        os.utime(place, ns=(times.st_atime_ns, times.st_mtime_ns))
+    except OSError:  # a folder writable but not the user's own: its times cannot be set back, and need not be
+        pass
     return None
 
 
