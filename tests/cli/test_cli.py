@@ -200,7 +200,7 @@ def test_validate_a_record_missing_a_field_its_format_needs(recipe, tmp_path, fi
     assert done.returncode == 2
     rest = ", ".join(sorted(record))
     assert done.stderr.splitlines()[-1] == (
-        f"  data.datasets.0.path ({recipe}:10): {data}: record 1: format 'alpaca' needs field {field!r}; the record has {rest}"
+        f"  data.datasets.0.path ({recipe}:10): {data}:2: format 'alpaca' needs field {field!r}; the record has {rest}"
     )
     assert "Traceback" not in done.stderr
 

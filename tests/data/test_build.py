@@ -138,7 +138,7 @@ def test_a_missing_data_file_and_a_bad_record_are_user_errors(files, tmp_path, b
     with pytest.raises(UserError, match=r"nope.jsonl: data file not found"):  # the CLI prints it and exits 2
         _prepare([{"path": str(tmp_path / "nope.jsonl")}], byte_tokenizer)
     path = _write(tmp_path / "bad.jsonl", [{"instruction": "a", "output": "b"}, {"instruction": "c"}])
-    with pytest.raises(DataError, match=r"bad.jsonl: record 1: format 'alpaca' needs field 'output'; the record has instruction"):
+    with pytest.raises(DataError, match=r"bad.jsonl:2: format 'alpaca' needs field 'output'; the record has instruction"):
         _prepare([{"path": path}], byte_tokenizer)
 
 
@@ -161,7 +161,7 @@ def test_validate_sees_a_bad_leading_record_without_a_tokenizer(tmp_path):
     loaded = load_recipe(tmp_path / "r.yaml")
     [problem] = check_datasets(loaded.recipe, loaded.sources)
     assert problem.path == "data.datasets.0.path" and problem.source == f"{tmp_path / 'r.yaml'}:4"
-    assert problem.message == (f"{tmp_path / 'bad.jsonl'}: record 1: format 'alpaca' needs field 'instruction'; "
+    assert problem.message == (f"{tmp_path / 'bad.jsonl'}:2: format 'alpaca' needs field 'instruction'; "
                                "the record has question")
 
 

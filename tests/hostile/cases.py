@@ -319,25 +319,25 @@ CASES = [
          recipe=data_recipe("data/pipe.jsonl"), fifos=("data/pipe.jsonl",)),
     Case("data-empty", ("@DIR@/data/empty.jsonl: holds no records",), recipe=data_recipe("data/empty.jsonl"),
          files={"data/empty.jsonl": "\n\n"}),
-    Case("record-missing-field", (f"data.datasets.0.path ({R}:8): @DIR@/data/part.jsonl: record 1: format 'alpaca' needs "
+    Case("record-missing-field", (f"data.datasets.0.path ({R}:8): @DIR@/data/part.jsonl:2: format 'alpaca' needs "
                                   "field 'output'; the record has input, instruction",),
          recipe=data_recipe("data/part.jsonl"),
          files={"data/part.jsonl": TRAIN_DATA.splitlines()[0] + '\n{"instruction": "a", "input": ""}\n'}),
     Case("record-not-an-object", ("@DIR@/data/nums.json: record 0: format 'alpaca' expects each record to be an "
                                   "object, found int",), recipe=data_recipe("data/nums.json"),
          files={"data/nums.json": "[1, 2]"}),
-    Case("oasst-tree-given-as-alpaca", ("@DIR@/data/trees.jsonl: record 0: format 'alpaca' needs field 'instruction'; "
+    Case("oasst-tree-given-as-alpaca", ("@DIR@/data/trees.jsonl:1: format 'alpaca' needs field 'instruction'; "
                                         "the record has message_tree_id, prompt, tree_state",),
          recipe=data_recipe("data/trees.jsonl"), files={"data/trees.jsonl": OASST_TREE}),
-    Case("alpaca-given-as-oasst", ("@DIR@/data/train.jsonl: record 0: format 'oasst' needs a message tree with a "
+    Case("alpaca-given-as-oasst", ("@DIR@/data/train.jsonl:1: format 'oasst' needs a message tree with a "
                                    "'prompt' message",), recipe=data_recipe("data/train.jsonl", "oasst")),
-    Case("oasst-replies-not-a-list", ("@DIR@/data/tree.jsonl: record 0: format 'oasst'",),
+    Case("oasst-replies-not-a-list", ("@DIR@/data/tree.jsonl:1: format 'oasst'",),
          recipe=data_recipe("data/tree.jsonl", "oasst"),
          files={"data/tree.jsonl": OASST_TREE.replace('"replies": []', '"replies": 7')}),
-    Case("chat-unknown-role", ("@DIR@/data/chat.jsonl: record 0: format 'chat': unknown role 'hacker'; expected one of "
+    Case("chat-unknown-role", ("@DIR@/data/chat.jsonl:1: format 'chat': unknown role 'hacker'; expected one of "
                                "system, user, assistant",), recipe=data_recipe("data/chat.jsonl", "chat"),
          files={"data/chat.jsonl": CHAT_DATA.replace('"role": "user"', '"role": "hacker"')}),
-    Case("chat-messages-not-a-list", ("record 0: format 'chat' needs a 'conversations' (ShareGPT) or 'messages' "
+    Case("chat-messages-not-a-list", ("chat.jsonl:1: format 'chat' needs a 'conversations' (ShareGPT) or 'messages' "
                                       "(OpenAI) list",), recipe=data_recipe("data/chat.jsonl", "chat"),
          files={"data/chat.jsonl": '{"messages": "Hi there"}\n'}),
     Case("template-attribute-access", (f"data.datasets.0.prompt ({R}:8): field {{question.__class__.__init__.__globals__}} "
@@ -389,7 +389,7 @@ CASES = [
     Case("val-size-larger-than-the-data", ("data.val_size (command line): data.val_size 5 leaves no training examples: "
                                            "the data gives at most 2 examples; set it below 2",),
          overrides=("data.val_size=5",)),
-    Case("malformed-record-after-the-first-few", (f"data.datasets.0.path ({R}:8): @DIR@/data/late.jsonl: record 12: "
+    Case("malformed-record-after-the-first-few", (f"data.datasets.0.path ({R}:8): @DIR@/data/late.jsonl:13: "
                                                   "format 'alpaca' needs field 'output'",),
          recipe=data_recipe("data/late.jsonl"), files={"data/late.jsonl": TRAIN_DATA * 6 + '{"instruction": "a"}\n'}),
     Case("output-dir-is-a-file", ("output_dir (command line): @DIR@/data/train.jsonl cannot be made: "
@@ -430,7 +430,7 @@ CASES = [
          command="show", recipe=f'model: !!python/object/apply:os.system ["touch {PWNED}"]\n'),
     Case("show-unknown-key", ("lora.alpah (command line): unknown key; did you mean 'alpha'?",), command="show",
          overrides=("lora.alpah=4",)),
-    Case("preprocess-chat-roles-out-of-order", ("@DIR@/data/chat.jsonl: record 1: format 'chat': roles must alternate "
+    Case("preprocess-chat-roles-out-of-order", ("@DIR@/data/chat.jsonl:2: format 'chat': roles must alternate "
                                                 "user, assistant, ... and end with assistant; found user",),
          command="preprocess", recipe=data_recipe("data/chat.jsonl", "chat"),
          files={"data/chat.jsonl": CHAT_DATA + '{"messages": [{"role": "user", "content": "Hi"}]}\n'}),

@@ -19,7 +19,8 @@ from qlorafx.data import cache
 from qlorafx.data.formats import FORMATS, DatasetBase, RecordError
 from qlorafx.data.packing import pack
 from qlorafx.data.render import chat_template_of, render_chat, render_text
-from qlorafx.data.sources import DataFileError, fingerprint, hub_dataset, hub_fingerprint, is_hub, read_records
+from qlorafx.data.sources import (DataFileError, fingerprint, hub_dataset, hub_fingerprint, is_hub, read_records,
+                                  record_place)
 from qlorafx.data.tokenize import Example, tokenize, tokenize_encoder_decoder
 from qlorafx.errors import Problem, UserError
 
@@ -57,7 +58,7 @@ def conversations_of(records: list, dataset: DatasetBase, counts: Counter) -> li
         try:
             out += fmt.conversations(record, dataset, counts)
         except RecordError as err:
-            raise DataError(f"{dataset.path}: record {index}: {err}") from None
+            raise DataError(f"{record_place(dataset.path, index)}: {err}") from None
     return out
 
 

@@ -180,6 +180,33 @@ def is_hub(path: str) -> bool:
     return not Path(path).exists() and looks_like_hub_id(path)
 
 
+def record_place(path: Path | str, index: int) -> str:
+    """Where the index-th record ``read_records(path)`` returns is, for a message: ``FILE:LINE`` in a .jsonl
+    file (as a malformed line is named), else ``FILE: record I`` (I counted from 0 in that file), or
+    ``ID: record I`` for a hub dataset. Found again only when a record is refused: reading never pays for it."""
+    try:
+        return _place(path, index)
+    except DataFileError:  # not readable again (records handed over by a caller): the index alone
+        return f"{path}: record {index}"
+
+
+def _place(path: Path | str, index: int) -> str:
+    if is_hub(str(path)):
+        return f"{path}: record {index}"
+    for file in data_files(Path(path)):
+        if file.suffix == ".jsonl":  # the lines _jsonl_records reads a record from
+            lines = [n for n, line in enumerate(_read_text(file).split("\n"), start=1) if line.strip()]
+            if index < len(lines):
+                return f"{file}:{lines[index]}"
+            index -= len(lines)
+            continue
+        count = len(_file_records(file, None))
+        if index < count:
+            return f"{file}: record {index}"
+        index -= count
+    return f"{path}: record {index}"
+
+
 def read_records(path: Path | str, limit: int | None = None, split: str = "train") -> list[dict[str, Any]]:
     """The records of a file, a folder of files, or a hub dataset; with ``limit``, only the first ones."""
     if is_hub(str(path)):

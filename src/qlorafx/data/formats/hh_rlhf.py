@@ -8,7 +8,10 @@ Input record::
 reads as the chosen conversation: the user turn ``\\n\\nHuman: What is NF4?\\n\\nAssistant: ``, the
 assistant turn ``A 4-bit data type.``, the user turn ``\\n\\nHuman: Why?\\n\\nAssistant: `` and the
 assistant turn ``It fits.``; the assistant turns carry loss (qlora.py trained on the whole chosen
-text, the human's turns included). ``rejected`` is not used. For inference a prompt text is one
+text, the human's turns included). ``rejected`` is not used. A dialogue with an empty reply (HH's
+chosen texts sometimes end ``Assistant:`` with nothing after it) is left out and counted in the data
+report, as oasst counts the messages it filters: trained, it would be a bare stop token right after
+the human's turn, teaching the model to answer nothing; refused, the published data could not be used. For inference a prompt text is one
 human turn, and a prompt record ``{"chosen": ...}`` the dialogue so far, ending with a human turn.
 """
 
@@ -28,8 +31,18 @@ class HhRlhfDataset(DatasetBase):
 @register
 class HhRlhf(DialogueFormat):
     name = "hh_rlhf"
-    version = "1"
+    version = "2"  # 2: a dialogue with an empty reply is left out
     section = HhRlhfDataset
     column = "chosen"
+    EMPTY_REPLY = "dialogues with an empty assistant reply"
+
+    def conversations(self, record, options=None, counts=None):
+        [turns] = super().conversations(record, options, counts)
+        if any(t.role == "assistant" and not t.text for t in turns):  # the markers' turns are stripped
+            if counts is not None:
+                counts[self.EMPTY_REPLY] += 1
+            return []
+        return [turns]
+
     markers = Markers(re.compile(r"(?:\A\s*|\n\n)(Human|Assistant):[ \t]?"), "Human", "Assistant", "\n\nHuman: ",
                       "\n\nAssistant: ", "Anthropic HH's")
