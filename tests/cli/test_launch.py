@@ -99,3 +99,32 @@ def test_a_port_out_of_range_is_refused_by_the_command_not_by_torchrun_s_traceba
 @pytest.mark.parametrize("endpoint", ["h0:29400", "h0", "[::1]:29400", "10.0.0.1:1"])
 def test_a_rendezvous_endpoint_with_or_without_its_port_is_taken(endpoint):
     assert parse(["train", "r.yaml", "--nnodes", "2", "--rdzv-endpoint", endpoint]).rdzv_endpoint == endpoint
+
+
+def test_a_torchrun_without_shutdown_timeout_still_launches(monkeypatch):
+    """torchrun took --shutdown-timeout only from torch 2.12 (pytorch#172596); qlorafx takes torch 2.3 on, whose
+    torchrun refused the unknown option (exit 2 with torchrun's usage) and so every --nproc/--nnodes run. The
+    launch goes through torchrun's own parser, here one without the option, as older versions have."""
+    import torch.distributed.run as torchrun
+
+    newer = torchrun.get_args_parser
+
+    def older():
+        parser = newer()
+        for flag in ("--shutdown-timeout", "--shutdown_timeout"):
+            action = parser._option_string_actions.pop(flag, None)
+            if action in parser._actions:
+                parser._actions.remove(action)
+        return parser
+
+    launched = []
+    monkeypatch.setattr(torchrun, "get_args_parser", older)
+    monkeypatch.setattr(torchrun, "run", launched.append)
+    assert launch.launch(parse(["train", "r.yaml", "--nproc", "2"])) == 0
+    [config] = launched
+    assert config.nproc_per_node == "2" and config.training_script_args == ["train", "r.yaml"]
+    assert not hasattr(config, "shutdown_timeout")
+
+    monkeypatch.setattr(torchrun, "get_args_parser", newer)  # this torch's: the processes get 600 s to save
+    assert launch.launch(parse(["train", "r.yaml", "--nproc", "2"])) == 0
+    assert int(launched[1].shutdown_timeout) == launch.SHUTDOWN_TIMEOUT_S

@@ -91,7 +91,9 @@ def check(args) -> None:
             raise UserError(f"--node-rank {args.node_rank}: machines are numbered 0 to {args.nnodes - 1}")
 
 
-def torchrun_arguments(args) -> list[str]:
+def torchrun_arguments(args, shutdown_timeout: bool = True) -> list[str]:
+    """``shutdown_timeout``: whether this torchrun takes --shutdown-timeout (torch 2.12 on; before it, the
+    processes get torchrun's fixed 30 s to save after a signal)."""
     if args.rdzv_endpoint is not None:
         where = ["--rdzv-backend=c10d", f"--rdzv-endpoint={args.rdzv_endpoint}", f"--rdzv-id={args.rdzv_id}"]
     elif args.nnodes == 1 and args.master_addr is None and args.master_port is None:
@@ -100,7 +102,8 @@ def torchrun_arguments(args) -> list[str]:
         where = [f"--node-rank={args.node_rank or 0}", f"--master-addr={args.master_addr or '127.0.0.1'}",
                  f"--master-port={args.master_port or 29500}"]
     return [f"--nnodes={args.nnodes}", *where, f"--nproc-per-node={args.nproc}",
-            f"--shutdown-timeout={SHUTDOWN_TIMEOUT_S}", "-m", "qlorafx.cli.main", *worker_arguments(args)]
+            *([f"--shutdown-timeout={SHUTDOWN_TIMEOUT_S}"] if shutdown_timeout else []),
+            "-m", "qlorafx.cli.main", *worker_arguments(args)]
 
 
 def worker_arguments(args) -> list[str]:
@@ -118,8 +121,11 @@ def launch(args) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
+    parser = get_args_parser()
+    # an older torch (qlorafx takes 2.3 on) has no --shutdown-timeout: its parser would refuse the whole launch
+    knows_timeout = "--shutdown-timeout" in parser._option_string_actions
     try:
-        run(get_args_parser().parse_args(torchrun_arguments(args)))
+        run(parser.parse_args(torchrun_arguments(args, shutdown_timeout=knows_timeout)))
     except ChildFailedError as failed:
         return _outcome({rank: f.exitcode for rank, f in failed.failures.items()})
     except SignalException as signalled:  # this launcher was signalled; its processes have saved and stopped
