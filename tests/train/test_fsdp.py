@@ -101,3 +101,19 @@ def test_fsdp_resumes_from_its_checkpoint_exactly_with_gradient_checkpointing_on
     assert all(eval_r[s] == pytest.approx(eval_f[s], abs=1e-5) for s in eval_f), (eval_r, eval_f)
     one, again = (load_file(r / "adapter" / "adapter_model.safetensors") for r in (fsdp_run[0], run))
     assert one.keys() == again.keys() and max((one[k] - again[k]).abs().max().item() for k in one) < 1e-4
+
+
+def test_a_trained_head_is_saved_whole_under_fsdp(tmp_path):
+    """lora.modules_to_save trains a copy of the head, which FSDP2 keeps in its root unit: the evaluation after
+    training left that unit's gathered (then freed) copy registered in place of its shards, and the adapter
+    saved at the end was an empty tensor (safetensors refused it: exit 1 after training). The adapter saved at
+    the end equals the one the Trainer saved in the last checkpoint through accelerate's own gathering."""
+    run, done = _parallel_run(tmp_path, *FSDP, "lora.modules_to_save=[lm_head]")
+    assert "fsdp: 5 units over 2 processes" in done.stdout and done.stdout.count("done: 12 steps") == 1
+    final, checkpoint = (load_file(folder / "adapter_model.safetensors")
+                         for folder in (run / "adapter", run / "checkpoints" / "checkpoint-12"))
+    assert final.keys() == checkpoint.keys() and "base_model.model.lm_head.weight" in final
+    assert final["base_model.model.lm_head.weight"].shape == (259, 64)
+    assert all(torch.equal(final[k], checkpoint[k]) for k in final)
+    base = load_file(run / "base_model" / "model.safetensors")["lm_head.weight"]
+    assert (final["base_model.model.lm_head.weight"] - base).abs().max() > 1e-2  # the head trained

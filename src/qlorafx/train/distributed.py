@@ -50,8 +50,16 @@ def shard_on_cpu_too(trainer) -> None:
 def full_trainable_state(model) -> dict:
     """The trained tensors of an FSDP-sharded model, whole, for saving the adapter: a collective, so
     every process calls it (only the adapter is gathered, never the 4-bit base)."""
+    from torch.distributed.fsdp import FSDPModule
     from torch.distributed.tensor import DTensor
 
+    # the evaluation after training leaves a unit that keeps its gathered parameters after a forward (the
+    # root, holding the head) with those registered in place of its shards, and their storage already
+    # freed: a trained head (lora.modules_to_save) was saved as an empty tensor, which safetensors refused.
+    # Resharding puts the shards back, as the Trainer does before it builds the optimizer.
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
     return {name: (p.full_tensor() if isinstance(p, DTensor) else p).detach().cpu()
             for name, p in model.named_parameters() if p.requires_grad}
 
