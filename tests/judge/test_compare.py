@@ -177,3 +177,46 @@ def test_a_verdict_cut_off_by_max_tokens_says_so(server, tmp_path):
     assert results["unparseable"][0]["reason"] == ("last line is not [[A]], [[B]] or [[C]]: 'Let me consider every aspect "
                                                    "of both answers in turn, starting with'; the reply stopped at "
                                                    "judge.max_tokens, before its verdict: raise it")
+
+
+def test_a_served_run_restarted_on_another_port_answers_from_the_cache(server, tmp_path, tmp_path_factory):
+    """`qlorafx serve` restarted on another port: a contestant that is a qlorafx run is the same model (its run says
+    so), so its answers come from the cache; before, the URL was in the key and every question was asked again.
+    A contestant known only by endpoint and model name keeps the URL in its key: another server may serve
+    another model under the same name."""
+    import shutil
+    import textwrap
+
+    from tests.infer.finished import finished_run
+    from tests.judge.conftest import write_questions
+    from tests.judge.fake_server import FakeServer
+
+    run = tmp_path / "short-run"
+    shutil.copytree(finished_run(tmp_path_factory), run, symlinks=True)  # the judge writes into the run's card
+    write_questions(tmp_path / "questions.jsonl", 4)
+    path = tmp_path / "comparison.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        questions: questions.jsonl
+        endpoints:
+          served: {{base_url: "{server.url}", max_retries: 0}}
+          judge: {{base_url: "{server.url}", max_retries: 0}}
+        contestants:
+          - {{name: short, endpoint: served, model: short, run: {run}}}
+          - {{name: long, endpoint: served, model: long}}
+        judge: {{endpoint: judge, model: longer}}
+        ratings: {{elo: {{orderings: 200}}, bootstrap_samples: 200}}
+        output_dir: {tmp_path / 'out'}
+        """))
+    first = judge(path)
+    assert len(server.contestant_requests()) == 8 and len(server.judge_requests()) == 8
+
+    restarted = FakeServer()
+    stop = restarted.serve()
+    try:
+        again = judge(path, f"endpoints.served.base_url={restarted.url}")
+    finally:
+        stop()
+    asked = sorted(r.model for r in restarted.contestant_requests())
+    assert asked == ["long"] * 4  # before: ['long'] * 4 + ['short'] * 4
+    assert len(server.judge_requests()) == 8  # the same answers: the judgments are cached too
+    assert by_name(again) == by_name(first)

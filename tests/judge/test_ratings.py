@@ -62,9 +62,21 @@ def test_elo_ignores_matches_without_an_outcome_and_keeps_the_total():
 def test_bootstrap_interval_by_hand():
     # Means of 4 draws from {1, 1, 1, 0}: P(mean <= 0) = 0.25^4 = 0.4% and P(mean <= 0.25) = 5.1%, so the
     # 2.5th percentile is 0.25; P(mean < 1) = 1 - 0.75^4 = 68%, so the 97.5th is 1.
-    found = bootstrap_mean([1.0, 1.0, 1.0, 0.0], SPEC, np.random.default_rng(0))
+    found = bootstrap_mean([1.0, 1.0, 1.0, 0.0], ["1", "2", "3", "4"], SPEC, np.random.default_rng(0))
     assert (found.value, found.low, found.high) == (0.75, 0.25, 1.0)
-    assert bootstrap_mean([0.5] * 7, SPEC, np.random.default_rng(0)) == pytest.approx(bootstrap_mean([0.5], SPEC, np.random.default_rng(3)))
+    assert bootstrap_mean([0.5] * 7, list("1234567"), SPEC, np.random.default_rng(0)) == pytest.approx(
+        bootstrap_mean([0.5], ["1"], SPEC, np.random.default_rng(3)))
+
+
+def test_the_bootstrap_resamples_questions_with_all_their_matches():
+    """A meets B and C on 4 questions: it wins both on questions 1-3 and loses both on 4. The questions are the
+    draws: means of 4 draws from {1, 1, 1, 0} (the case above): 2.5th percentile 0.25. Resampling the 8 matches
+    one by one (as before) takes them for 8 independent draws from {1 x 6, 0 x 2}: P(mean <= 3/8) = 2.7%, so
+    its interval started at 0.375, narrower than the data allow."""
+    matches = [match("A", rival, 0.0 if q == "4" else 1.0, q=q) for q in "1234" for rival in "BC"]
+    found = rate(["A", "B", "C"], matches, [], RatingsSpec(bootstrap_samples=10_000, elo={"orderings": 10}),
+                 mode="pairwise").contestants["A"].win_rate
+    assert (found.value, found.low, found.high) == (0.75, 0.25, 1.0)
 
 
 def test_relative_score_by_hand():

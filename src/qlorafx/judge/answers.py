@@ -1,8 +1,12 @@
 """Each contestant answers each question once: the answers are cached, a rerun asks for none again.
 
-The cache key is the whole request (endpoint URL, model name, messages or prompt, sampling) and, for
-a contestant that is a qlorafx run, its run.json as training left it: a run trained again answers again,
-a run judged or evaluated since does not.
+The cache key is the request (model name, messages or prompt, sampling) and what names the model
+behind it. For a contestant that is a qlorafx run, that is its run.json as training left it (a run
+trained again answers again; a run judged or evaluated since does not), not the endpoint's URL:
+`qlorafx serve` restarted on another port serves the same run, and its answers come from the cache.
+A contestant known only by an endpoint and a model name keeps the URL in its key: two servers may
+serve different models under one name ('gpt-4' at two providers, 'default' at two vLLMs), and a
+cached answer of one must never stand in for the other.
 """
 
 from __future__ import annotations
@@ -44,8 +48,11 @@ def _run_fingerprint(contestant: ContestantSpec) -> str | None:
 
 def answer_request(comparison: Comparison, contestant: ContestantSpec, question: Question) -> dict:
     g = comparison.generation
-    request = {"base_url": comparison.endpoints[contestant.endpoint].base_url, "model": contestant.served_model,
-               "max_tokens": g.max_tokens, "temperature": g.temperature, "top_p": g.top_p, "run": _run_fingerprint(contestant)}
+    run = _run_fingerprint(contestant)
+    request = {"model": contestant.served_model, "max_tokens": g.max_tokens, "temperature": g.temperature,
+               "top_p": g.top_p, "run": run}
+    if run is None:  # only the endpoint says which model this is
+        request["base_url"] = comparison.endpoints[contestant.endpoint].base_url
     if contestant.api == "completions":  # the template in one pass: a '{question}' inside the question stays as written
         prompt = re.sub(r"\{question\}", lambda _: question.text, contestant.prompt_template)
         return {**request, "prompt": prompt, "stop": contestant.stop}

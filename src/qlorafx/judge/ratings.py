@@ -7,7 +7,10 @@ on the order of the matches, it is computed over many random orderings and repor
 with the central ``confidence`` share of the orderings as the interval. A tie is half a win.
 Win rate = (wins + ties / 2) / matches. Relative score (mode score) = the contestant's total
 score / the reference's total score over the same judgments, both orders included.
-Intervals over matches are percentile bootstraps: ``bootstrap_samples`` resamples with replacement.
+Intervals are percentile bootstraps over the QUESTIONS: ``bootstrap_samples`` resamples of the
+questions with replacement, each drawn question bringing all its matches. A question's matches are
+not independent draws (its two orders are judged on the same two answers; a contestant meets every
+opponent on it), so resampling matches one by one would make the intervals too narrow.
 """
 
 from __future__ import annotations
@@ -61,21 +64,33 @@ def _resampled(n: int, samples: int, rng: np.random.Generator):
         yield rng.integers(0, n, size=(min(block, samples - start), n))
 
 
-def bootstrap_mean(values: list[float], spec: RatingsSpec, rng: np.random.Generator) -> Estimate:
-    """The mean, and the percentile interval of the means of resamples with replacement."""
-    x = np.asarray(values, dtype=float)
-    means = np.concatenate([x[picks].mean(axis=1) for picks in _resampled(len(x), spec.bootstrap_samples, rng)])
+def _by_question(values: list, questions: list[str]) -> np.ndarray:
+    """(questions, columns): the values summed per question, a column per component, and a last column counting them."""
+    ids = {q: i for i, q in enumerate(dict.fromkeys(questions))}
+    x = np.asarray(values, dtype=float).reshape(len(values), -1)
+    sums = np.zeros((len(ids), x.shape[1] + 1))
+    np.add.at(sums, [ids[q] for q in questions], np.hstack([x, np.ones((len(x), 1))]))
+    return sums
+
+
+def bootstrap_mean(values: list[float], questions: list[str], spec: RatingsSpec, rng: np.random.Generator) -> Estimate:
+    """The mean of ``values`` (each from the question beside it), and the percentile interval of the means over
+    resamples of the questions with replacement (a drawn question brings all its values)."""
+    per_question = _by_question(values, questions)
+    means = np.concatenate([per_question[picks, 0].sum(axis=1) / per_question[picks, 1].sum(axis=1)
+                            for picks in _resampled(len(per_question), spec.bootstrap_samples, rng)])
     low, high = np.percentile(means, _bounds(spec.confidence))
-    return Estimate(float(x.mean()), float(low), float(high))
+    return Estimate(float(np.mean(values)), float(low), float(high))
 
 
-def record(outcomes: list[tuple[float | None, bool]], spec: RatingsSpec, rng: np.random.Generator) -> Record:
-    """``outcomes``: (1 win / 0.5 tie / 0 loss / None error, inconsistent) per match."""
-    decided = [o for o, _ in outcomes if o is not None]
-    return Record(wins=decided.count(1.0), ties=decided.count(0.5), losses=decided.count(0.0),
-                  inconsistent=sum(1 for o, flip in outcomes if o is not None and flip),
+def record(outcomes: list[tuple[float | None, bool, str]], spec: RatingsSpec, rng: np.random.Generator) -> Record:
+    """``outcomes``: (1 win / 0.5 tie / 0 loss / None error, inconsistent, question id) per match."""
+    decided = [(o, q) for o, _, q in outcomes if o is not None]
+    values = [o for o, _ in decided]
+    return Record(wins=values.count(1.0), ties=values.count(0.5), losses=values.count(0.0),
+                  inconsistent=sum(1 for o, flip, _ in outcomes if o is not None and flip),
                   errors=len(outcomes) - len(decided),
-                  win_rate=bootstrap_mean(decided, spec, rng) if decided else None)
+                  win_rate=bootstrap_mean(values, [q for _, q in decided], spec, rng) if decided else None)
 
 
 def elo(matches: list[Match], names: list[str], spec: RatingsSpec, rng: np.random.Generator) -> dict[str, Estimate]:
@@ -106,14 +121,16 @@ def elo(matches: list[Match], names: list[str], spec: RatingsSpec, rng: np.rando
 
 def relative_score(matches: list[Match], name: str, reference: str, spec: RatingsSpec,
                    rng: np.random.Generator) -> Estimate | None:
-    """Total score of ``name`` / total score of ``reference`` over their scored matches; bootstrapped over them."""
-    pairs = [(m.scores[0], m.scores[1]) if m.a == name else (m.scores[1], m.scores[0])
-             for m in matches if m.scores is not None and {m.a, m.b} == {name, reference}]
+    """Total score of ``name`` / total score of ``reference`` over their scored matches; bootstrapped over the
+    questions."""
+    scored = [m for m in matches if m.scores is not None and {m.a, m.b} == {name, reference}]
+    pairs = [(m.scores[0], m.scores[1]) if m.a == name else (m.scores[1], m.scores[0]) for m in scored]
     if not pairs:
         return None
     x = np.asarray(pairs, dtype=float)
-    ratios = np.concatenate([x[picks, 0].sum(axis=1) / x[picks, 1].sum(axis=1)
-                             for picks in _resampled(len(x), spec.bootstrap_samples, rng)])
+    per_question = _by_question(pairs, [m.question_id for m in scored])
+    ratios = np.concatenate([per_question[picks, 0].sum(axis=1) / per_question[picks, 1].sum(axis=1)
+                             for picks in _resampled(len(per_question), spec.bootstrap_samples, rng)])
     low, high = np.percentile(ratios, _bounds(spec.confidence))
     return Estimate(float(x[:, 0].sum() / x[:, 1].sum()), float(low), float(high))
 
@@ -138,9 +155,9 @@ def rate(names: list[str], matches: list[Match], judgments: list[Judgment], spec
     rng = np.random.default_rng(spec.seed)
     pair_outcomes: dict[tuple[str, str], list] = {}
     for m in matches:
-        pair_outcomes.setdefault((m.a, m.b), []).append((m.outcome, m.inconsistent))
+        pair_outcomes.setdefault((m.a, m.b), []).append((m.outcome, m.inconsistent, m.question_id))
     per_contestant = {
-        name: [(m.outcome if m.a == name or m.outcome is None else 1 - m.outcome, m.inconsistent)
+        name: [(m.outcome if m.a == name or m.outcome is None else 1 - m.outcome, m.inconsistent, m.question_id)
                for m in matches if name in (m.a, m.b)]
         for name in names}
     reference = spec.reference

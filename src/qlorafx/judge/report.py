@@ -106,7 +106,7 @@ def markdown(res: dict[str, Any], plot_name: str | None) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"Elo: K={s['elo']['k']:g}, start {s['elo']['initial']:g}, mean over {s['elo']['orderings']:,} random "
                   f"orderings of the matches. Intervals: {confidence} of the orderings (Elo), percentile bootstrap over "
-                  f"the matches with {s['bootstrap_samples']:,} resamples (rates). A tie is half a win; a verdict that "
+                  f"the questions with {s['bootstrap_samples']:,} resamples (rates; a question's matches drawn together). A tie is half a win; a verdict that "
                   f"flips with the order is a tie (flips).", ""]
     if plot_name:
         lines += [f"![Elo and win rates]({plot_name})", ""]
