@@ -36,9 +36,12 @@ wheels, as /work/.library/device/README.md says there: here, at the repository r
 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types typing-inspection omegaconf transformers==5.24.0
 peft==0.21.2 accelerate==1.15.0` (59 MB, checked here; omegaconf 2.4 needs only PyYAML; the machine's
 huggingface_hub 1.33, tokenizers 0.23 and safetensors 0.8 satisfy transformers 5.24). The run carries `.whl`
-and starts with `python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
-PYTHONPATH=/tmp/site:src python3 bench/gpu.py`. Not yet run on a GPU: the figures in bench/RESULTS-gpu.md
-come from the first run there.
+and is `python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site
+.whl/*.whl && PYTHONPATH=/tmp/site:src PYTHONUNBUFFERED=1 python3 bench/gpu.py --out $OUT/RESULTS-gpu.md`:
+only files under $OUT come back from that machine (the default bench/RESULTS-gpu.md stays there), and
+unbuffered, the JSON line each set-up prints reaches the reply's output even when the run is stopped at
+its limit. Copy the page back to bench/RESULTS-gpu.md here. Not yet run on a GPU: the figures in
+bench/RESULTS-gpu.md come from the first run there.
 """
 
 from __future__ import annotations
