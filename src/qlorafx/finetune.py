@@ -38,7 +38,7 @@ from qlorafx.train import checkpoints
 from qlorafx.train import run_dir as rundir
 from qlorafx.train.backends import RunInfo, require_packages, tracking
 from qlorafx.train.callbacks import MetricsCallback
-from qlorafx.train.distributed import full_trainable_state, sharding_report
+from qlorafx.train.distributed import check_shardable, full_trainable_state, sharding_report
 from qlorafx.train.lifecycle import GracefulStop, LossGuard, PublishCheckpoints
 from qlorafx.train.optimizers import OPTIMIZERS
 from qlorafx.train.quiet import quiet_libraries
@@ -134,7 +134,10 @@ def train(recipe: Recipe, recipe_yaml: str, overwrite: bool = False, log=print, 
     data_summary = data_report.summary(data, recipe)
     log(data_report.one_line(data_summary, recipe.data.max_length))
 
-    check_lora(skeleton(config), recipe)
+    shape = skeleton(config)
+    check_lora(shape, recipe)
+    if recipe.training.distributed == "fsdp" and processes.world_size() > 1:
+        check_shardable(shape)  # before the weights load
     stop_if_interrupted()  # a Ctrl-C swallowed while loading libraries or data: stop before writing anything
 
     compute_dtype = resolve_compute_dtype(recipe.quantization.compute_dtype)

@@ -41,3 +41,23 @@ def test_sharding_rules(overrides, key, message):
         load_recipe(FSDP, overrides)
     [problem] = err.value.problems
     assert problem.path == key and message in problem.message
+
+
+def test_fsdp_refuses_a_model_whose_modules_share_a_parameter_beyond_embeddings_and_head():
+    """accelerate's FSDP2 layout keeps the input embeddings with a head tied to them in one unit (a tied Llama
+    trains: measured), but T5's embedding is shared by the encoder, the decoder and the head, and sharding it
+    failed at the first forward with torch's traceback."""
+    from transformers import AutoConfig
+
+    from qlorafx.errors import UserError
+    from qlorafx.model.loaders import skeleton
+    from qlorafx.train.distributed import check_shardable
+
+    llama = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2)
+    for tied in (False, True):
+        check_shardable(skeleton(AutoConfig.for_model("llama", tie_word_embeddings=tied, **llama)))
+    t5 = AutoConfig.for_model("t5", d_model=64, d_ff=128, d_kv=32, num_layers=2, num_decoder_layers=2, num_heads=2)
+    with pytest.raises(UserError, match=r"training.distributed: fsdp cannot shard T5ForConditionalGeneration: its modules "
+                                        r"share parameters \(shared.weight = encoder.embed_tokens.weight = "
+                                        r"decoder.embed_tokens.weight = lm_head.weight\), .*use distributed: ddp"):
+        check_shardable(skeleton(t5))

@@ -117,3 +117,16 @@ def test_a_trained_head_is_saved_whole_under_fsdp(tmp_path):
     assert all(torch.equal(final[k], checkpoint[k]) for k in final)
     base = load_file(run / "base_model" / "model.safetensors")["lm_head.weight"]
     assert (final["base_model.model.lm_head.weight"] - base).abs().max() > 1e-2  # the head trained
+
+
+def test_fsdp_refuses_t5_before_loading_it(tmp_path):
+    """T5's shared embedding cannot be sharded in accelerate's layout: each process says so and the command
+    exits 2 with nothing written (before: a traceback from every process at the evaluation before training)."""
+    from tests.cli.test_cli import qlorafx
+    from tests.train.conftest import PARALLEL
+    from tests.train.tiny import tiny_t5_recipe
+
+    done = qlorafx("train", tiny_t5_recipe(tmp_path), *PARALLEL, *FSDP, timeout=600)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "error: training.distributed: fsdp cannot shard T5ForConditionalGeneration" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "run").exists()

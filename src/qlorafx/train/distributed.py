@@ -47,6 +47,28 @@ def shard_on_cpu_too(trainer) -> None:
     trainer.is_fsdp_enabled = True
 
 
+def check_shardable(model) -> None:
+    """Refuse, before any weight loads (``model``: the meta-device skeleton), a model that FSDP2 cannot shard
+    as accelerate lays it out: a parameter shared by several modules must sit in one unit, and accelerate
+    keeps only the input embeddings tied to the output head together. T5's one embedding, shared by the
+    encoder, the decoder (and the head), failed at the first forward with torch's 'shared with a parameter
+    already managed by another FSDP group' traceback."""
+    from qlorafx.errors import UserError
+
+    owners: dict[int, list[str]] = {}
+    for name, parameter in model.named_parameters(remove_duplicate=False):
+        owners.setdefault(id(parameter), []).append(name)
+    embeddings = getattr(model.get_input_embeddings(), "weight", None)
+    head = getattr(getattr(model, "get_output_embeddings", lambda: None)(), "weight", None)
+    kept_together = {id(embeddings)} if embeddings is not None and embeddings is head else set()
+    shared = [names for key, names in owners.items()
+              if len(names) > 2 or (len(names) == 2 and key not in kept_together)]
+    if shared:
+        listing = "; ".join(" = ".join(names) for names in shared)
+        raise UserError(f"training.distributed: fsdp cannot shard {type(model).__name__}: its modules share "
+                        f"parameters ({listing}), which FSDP2 would place in different units; use distributed: ddp")
+
+
 def full_trainable_state(model) -> dict:
     """The trained tensors of an FSDP-sharded model, whole, for saving the adapter: a collective, so
     every process calls it (only the adapter is gathered, never the 4-bit base)."""
