@@ -72,10 +72,13 @@ def test_a_refusal_is_exit_2_without_torch(tmp_path):
     assert code == 2 and heavy == []
 
 
-@pytest.mark.parametrize("codes, expected", [({0: 130, 1: 130}, 130), ({0: 2, 1: 2}, 2), ({0: 1, 1: -15}, 1)])
+@pytest.mark.parametrize("codes, expected", [({0: 130, 1: 130}, 130), ({0: 2, 1: 2}, 2), ({0: 1, 1: -15}, 1),
+                                             # torchrun's SIGTERM to the processes still running after one exited
+                                             ({0: 2, 1: -15}, 2), ({0: 130, 1: -15, 2: 130}, 130),
+                                             ({0: -15, 1: -15}, 1), ({0: 2, 1: -9}, 1)])
 def test_the_processes_exit_codes_are_the_command_s(codes, expected, capsys):
     assert launch._outcome(codes) == expected
-    assert ("a training process failed (rank 0: 1, rank 1: -15)" in capsys.readouterr().err) == (expected == 1)
+    assert ("a training process failed (rank 0: " in capsys.readouterr().err) == (expected == 1)
 
 
 @pytest.mark.parametrize("argv, message", [

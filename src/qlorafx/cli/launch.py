@@ -9,6 +9,7 @@ exit codes (2 for a refusal, 130 for a signal they stopped on with a checkpoint)
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from qlorafx.errors import UserError
@@ -136,9 +137,13 @@ def launch(args) -> int:
 
 
 def _outcome(codes: dict[int, int]) -> int:
-    """The processes' own verdict: they printed why; a mix of codes is a crash somewhere."""
-    if set(codes.values()) in ({STOPPED}, {2}):
-        return next(iter(codes.values()))
+    """The processes' own verdict: they printed why; a mix of codes is a crash somewhere. Once one process
+    has exited, torchrun stops the others with SIGTERM: a process ended that way (-15) while the rest agree
+    on a refusal or a stop had not finished saying the same (measured: every process refusing FSDP for T5,
+    one was recorded as -15 and the command said 'a training process failed', exit 1)."""
+    own = {code for code in codes.values() if code != -signal.SIGTERM}
+    if own in ({STOPPED}, {2}):
+        return next(iter(own))
     listing = ", ".join(f"rank {rank}: {code}" for rank, code in sorted(codes.items()))
     print(f"error: a training process failed ({listing}); its error is above", file=sys.stderr)
     return 1
