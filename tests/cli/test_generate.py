@@ -125,6 +125,23 @@ def test_chat_answers_quit_exit_and_help_itself(run_dir, monkeypatch, capsys):
         assert "/reset clears the history, /quit or /exit (or Ctrl-D) ends, /help shows this" in err
 
 
+def test_chat_commands_are_answered_in_any_case(run_dir, monkeypatch, capsys):
+    """/HELP, /Reset, /QUIT (caps lock, a habit) are chat's own commands too: none reaches the model."""
+    import io
+
+    for quit in ("/QUIT", "/Exit"):
+        monkeypatch.setattr("sys.stdin", io.StringIO(
+            f"What sound does a cow make?\n/HELP\n/Reset\nAnd a dog?\n {quit} \nNever sent\n"))
+        assert main(["chat", str(run_dir), "--json", "--max-new-tokens", "4"]) == 0
+        out, err = capsys.readouterr()
+        first, second = lines(out)  # two answers: /HELP and /Reset were not messages, nothing after /QUIT was read
+        assert "What sound does a cow make?" in first["prompt"]
+        assert "And a dog?" in second["prompt"] and "cow" not in second["prompt"]  # /Reset cleared the history
+        for command in ("/HELP", "/Reset", quit.strip()):
+            assert command not in first["prompt"] + second["prompt"]
+        assert "/reset clears the history, /quit or /exit (or Ctrl-D) ends, /help shows this" in err
+
+
 def test_generate_never_overwrites_an_existing_out_file(run_dir, tmp_path, capsys):
     kept = tmp_path / "answers.jsonl"
     kept.write_text("my earlier answers\n")

@@ -15,7 +15,8 @@ from qlorafx.cli.generate import add_sampling_arguments, note_unused_sampling, s
 RESET = "/reset"
 QUIT = ("/quit", "/exit")
 HELP = "/help"
-# the lines chat answers itself; any other line, one starting with '/' included, is a message to the model
+# the lines chat answers itself, in any case (/QUIT with caps lock on must not go to the model);
+# any other line, one starting with '/' included, is a message to the model
 COMMANDS = f"{RESET} clears the history, {' or '.join(QUIT)} (or Ctrl-D) ends, {HELP} shows this"
 
 
@@ -58,7 +59,7 @@ def run(args) -> int:
         message = line.rstrip("\r\n")
         if not message.strip():
             continue
-        command = message.strip()
+        command = message.strip().lower()
         if command == RESET:
             session.reset()
             continue
