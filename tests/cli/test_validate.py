@@ -130,6 +130,28 @@ def test_what_cannot_be_checked_is_said(recipe, capsys, monkeypatch):
            "hub id whose config is not in the local cache" in out
 
 
+def test_a_model_config_beside_a_pretrained_base_is_refused_and_can_be_cleared(recipe, tmp_path, capsys,
+                                                                               monkeypatch):
+    """A pretrained base brings its own config: a model.config beside it would be silently ignored, so it
+    is refused where it was written; a recipe extending a from_config one clears it with `config: null`."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub = ["model.loader=pretrained", "model.path=some-org/not-on-this-machine"]
+    code, _, err = run(capsys, recipe, *hub)
+    assert code == 2 and "Traceback" not in err
+    assert (f"model.config ({recipe}:1): model.config applies to loader from_config only, but model.loader is "
+            f"pretrained (the base's own config comes from model.path); remove it, or set model.config: null where "
+            f"a recipe extends a from_config one (model.config=null on the command line)") in err
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: recipe.yaml\nmodel:\n  loader: pretrained\n  path: some-org/not-on-this-machine\n")
+    code, _, err = run(capsys, child)
+    assert code == 2 and f"model.config ({recipe}:1): model.config applies to loader from_config only" in err
+    child.write_text(child.read_text() + "  config: null   # the base brings its own\n")
+    for argv in ([child], [recipe, *hub, "model.config=null"], [recipe, *hub, "model.config={}"]):
+        code, out, err = run(capsys, *argv)
+        assert code == 0, err
+        assert "4-bit some-org/not-on-this-machine" in out
+
+
 def test_a_local_model_folder_has_its_config_checked(recipe, tmp_path, capsys):
     from transformers import AutoConfig
 

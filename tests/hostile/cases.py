@@ -418,6 +418,9 @@ CASES = [
     Case("model-type-with-no-language-model", ("model.config.model_type (command line): transformers has no causal "
                                                "language model for a vit config, so train cannot build it",),
          overrides=("model.config={model_type: vit}",)),
+    Case("model-config-beside-a-pretrained-base", (f"model.config ({R}:4): model.config applies to loader from_config "
+                                                   "only, but model.loader is pretrained",),
+         overrides=("model.loader=pretrained", "model.path=some-org/some-model")),
     Case("keys-of-another-section-that-look-like-one-here", (
         "lr (command line): unknown key; lr is a key of optimizer: move it there (optimizer.lr)",
         "training.warmup_steps (command line): unknown key; warmup_steps is a key of scheduler: move it there "

@@ -23,6 +23,16 @@ def test_a_run_without_metrics_reads_back_without_them(tmp_path):
     assert read_run(finished_run(tmp_path)).metrics is None
 
 
+def test_a_run_that_saved_a_config_beside_a_pretrained_base_still_reads_back(tmp_path):
+    """Before such a config was refused it was saved (and ignored by training): the run stays usable."""
+    run = finished_run(tmp_path, ["model.loader=pretrained", "model.path=org/some-model", "model.config=null"])
+    saved = run / "recipe.yaml"
+    saved.write_text(saved.read_text().replace("  config: {}\n", "  config: {model_type: llama, hidden_size: 64}\n"))
+    assert "hidden_size: 64" in saved.read_text()
+    recipe = read_run(run).recipe
+    assert recipe.model.path == "org/some-model" and recipe.model.config == {}
+
+
 def test_report_errors_are_user_errors():
     assert issubclass(RunError, UserError)  # the CLI prints them and exits 2
 

@@ -10,6 +10,7 @@ model.path, when HF_HUB_OFFLINE=1.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -110,7 +111,9 @@ def test_the_tiny_recipe_trains_with_the_hub_offline(tmp_path):
 
 
 def test_a_hub_model_with_the_hub_offline_fails_fast_and_clearly(tmp_path):
-    recipe = tiny_recipe(tmp_path).read_text().replace("loader: from_config", "loader: pretrained\n  path: meta-llama/Llama-3.1-8B")
+    # a hub base brings its own config: the tiny one goes (a model.config beside it is refused)
+    recipe = re.sub(r"  config: \{.*?\}\n", "", tiny_recipe(tmp_path).read_text(), count=1, flags=re.S)
+    recipe = recipe.replace("loader: from_config", "loader: pretrained\n  path: meta-llama/Llama-3.1-8B")
     (tmp_path / "hub.yaml").write_text(recipe)
     # about 10 s on an idle 2-core machine (importing torch); the network wait this guards against is a minute
     limit = 20 * max(1.0, min(2.0, os.getloadavg()[0] / (os.cpu_count() or 1)))

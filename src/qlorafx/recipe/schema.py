@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationInfo, WithJsonSchema, field_validator, model_validator
 
 from qlorafx.data.formats import FORMATS
 from qlorafx.model.loaders import FROM_CONFIG, MODEL_LOADERS, PRETRAINED
@@ -26,11 +26,31 @@ from qlorafx.train.trainers import TRAINERS
 class ModelSection(Section):
     path: str | None = Field(None, description="Hub id or local folder of the base model (loader 'pretrained').")
     loader: registry_key(MODEL_LOADERS) = Field(PRETRAINED, description="Model loader: 'pretrained' (from path) or 'from_config' (random weights, for tests and demos).")
-    config: dict[str, Any] = Field(default_factory=dict, description="For loader 'from_config': model_type plus config fields of a transformers model.")
+    config: Annotated[dict[str, Any], WithJsonSchema({"anyOf": [{"type": "object"}, {"type": "null"}]})] = Field(
+        default_factory=dict, description="For loader 'from_config' only: model_type plus config fields of a "
+                                          "transformers model. null clears a config inherited through extends.")
     tokenizer: str | None = Field(None, description="Tokenizer folder or hub id; default: the model's own, or the built-in byte tokenizer for 'from_config'.")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of the model.")
     trust_remote_code: bool = Field(False, description="Run model code shipped with a hub checkpoint. Off unless a recipe turns it on.")
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = Field("sdpa", description="Attention kernel.")
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _null_is_none(cls, value: Any) -> Any:
+        # a recipe that extends a from_config one clears the inherited mapping with `config: null`
+        # (an empty mapping merges into it and leaves it whole)
+        return {} if value is None else value
+
+    @field_validator("config")
+    @classmethod
+    def _only_for_from_config(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        # a pretrained base brings its own config: one written here would be silently ignored
+        loader = info.data.get("loader")
+        if value and loader is not None and loader != FROM_CONFIG:
+            raise ValueError(f"model.config applies to loader from_config only, but model.loader is {loader} (the "
+                             f"base's own config comes from model.path); remove it, or set model.config: null where "
+                             f"a recipe extends a from_config one (model.config=null on the command line)")
+        return value
 
     @model_validator(mode="after")
     def _loader_needs(self) -> "ModelSection":

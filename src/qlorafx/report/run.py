@@ -22,8 +22,8 @@ from typing import Any
 
 from qlorafx.errors import UserError
 from qlorafx.model import adapter_files, base_identity
-from qlorafx.model.loaders import FROM_CONFIG
-from qlorafx.recipe.load import load_recipe
+from qlorafx.model.loaders import FROM_CONFIG, PRETRAINED
+from qlorafx.recipe.load import load_recipe, merged_yaml
 from qlorafx.run_files import (ADAPTER_DIR, BASE_MODEL_DIR, FINISHED_MARKER, METRICS_FILE, RECIPE_FILE, TOKENIZER_DIR,
                                VERSIONS_FILE)
 
@@ -109,6 +109,14 @@ def _task_type(run_dir: Path) -> str | None:
         return None
 
 
+def _saved_recipe(recipe_file: Path):
+    """The run's recipe. A run trained before a model.config beside a pretrained base was refused saved that
+    config, which training ignored: it is read without it, so the run stays usable."""
+    model = merged_yaml(recipe_file)[0].get("model")
+    stale = isinstance(model, dict) and model.get("loader", PRETRAINED) != FROM_CONFIG and model.get("config")
+    return load_recipe(recipe_file, ["model.config=null"] if stale else []).recipe
+
+
 def finished_run(path: str | Path) -> FinishedRun:
     """The finished run in ``path`` and its recipe, or a RunError saying what is there instead and what to do."""
     run_dir = Path(path)
@@ -126,7 +134,7 @@ def finished_run(path: str | Path) -> FinishedRun:
                        f"qlorafx train {recipe_file} --resume, or rerun it with qlorafx train {recipe_file} --overwrite")
     if not recipe_file.is_file():
         raise RunError(f"{recipe_file} is missing: it says how the run was trained, quantized and rendered its prompts")
-    recipe = load_recipe(recipe_file).recipe
+    recipe = _saved_recipe(recipe_file)
     return FinishedRun(run_dir, recipe, base_of(run_dir, recipe), status,
                        encoder_decoder=_task_type(run_dir) == "SEQ_2_SEQ_LM")
 
