@@ -25,22 +25,35 @@ def qlorafx(*args: str, cwd: Path | None = None, timeout: int = 120) -> subproce
                           capture_output=True, text=True, cwd=cwd, timeout=timeout)
 
 
-def heavy_modules_after(argv: list[str], cwd: Path | None = None, heavy: tuple[str, ...] = HEAVY) -> list:
+def heavy_modules_after(argv: list[str], cwd: Path | None = None, heavy: tuple[str, ...] = HEAVY,
+                        setup: str = "") -> list:
     """Run the program (main() with argv as its command line) in a fresh interpreter; its exit code and the
-    heavy modules it imported (a module set to None in sys.modules is one it blocked, not one it loaded)."""
+    heavy modules it imported or TRIED to import. A torch-free command (validate) blocks torch
+    (sys.modules["torch"] = None), so a guarded `try: import torch / except ImportError` in its path would
+    never show in sys.modules: every import that reaches importlib's loader is recorded, blocked or not
+    (an import of a module already loaded never does, and is in sys.modules). ``setup`` runs first."""
     code = textwrap.dedent(f"""
         import json, sys
+        import _frozen_importlib as bootstrap
+        tried = set()
+        find_and_load = bootstrap._find_and_load  # what every import of a module not loaded (or blocked) calls
+        def recording(name, *args):
+            if name.split('.')[0] in {heavy!r}:
+                tried.add(name)
+            return find_and_load(name, *args)
+        bootstrap._find_and_load = recording
+    """) + textwrap.dedent(setup) + textwrap.dedent(f"""
         from qlorafx.cli.main import main
         sys.argv = ["qlorafx", *{argv!r}]
         try:
             rc = main()
         except SystemExit as exit:
             rc = exit.code
-        heavy = sorted(m for m, module in sys.modules.items() if m.split('.')[0] in {heavy!r} and module is not None)
-        print(json.dumps([rc, heavy]), file=sys.__stderr__)
+        loaded = {{m for m, module in sys.modules.items() if m.split('.')[0] in {heavy!r} and module is not None}}
+        print(json.dumps([rc, sorted(loaded | tried)]), file=sys.__stderr__)
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=60)
-    return json.loads(done.stderr.strip().splitlines()[-1])  # [exit code, heavy modules]
+    return json.loads(done.stderr.strip().splitlines()[-1])  # [exit code, heavy modules imported or tried]
 
 
 def write(path: Path, text: str) -> Path:
@@ -117,6 +130,24 @@ def test_validate_quickstart(tmp_path):
 
 def test_validate_quickstart_does_not_import_torch(tmp_path):
     assert heavy_modules_after(["validate", str(QUICKSTART), f"output_dir={tmp_path / 'run'}"], heavy=TORCH) == [0, []]
+
+
+def test_the_torch_check_sees_an_import_that_validate_blocked(tmp_path):
+    """The check above can fail: a guarded import of torch in validate's path (which the program blocks, so
+    that it raises ImportError and nothing lands in sys.modules) is reported all the same."""
+    guarded = """
+        import qlorafx.preflight as preflight
+        checks = preflight.preflight
+        def preflight_that_peeks(*args, **kwargs):
+            try:
+                import torch  # noqa: F401  (what a torch-free command must never even try)
+            except ImportError:
+                pass
+            return checks(*args, **kwargs)
+        preflight.preflight = preflight_that_peeks
+    """
+    argv = ["validate", str(QUICKSTART), f"output_dir={tmp_path / 'run'}"]
+    assert heavy_modules_after(argv, heavy=TORCH, setup=guarded) == [0, ["torch"]]
 
 
 def test_validate_with_a_typo_does_not_import_torch(tmp_path, recipe):
