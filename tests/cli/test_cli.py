@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -20,9 +21,11 @@ HEAVY = ("torch", "transformers", "bitsandbytes", "peft", "accelerate")
 TORCH = ("torch", "bitsandbytes", "peft", "accelerate")
 
 
-def qlorafx(*args: str, cwd: Path | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+def qlorafx(*args: str, cwd: Path | None = None, timeout: int = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The command in a fresh interpreter; ``env`` adds to (or overrides) this process's environment."""
     return subprocess.run([sys.executable, "-m", "qlorafx.cli.main", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=timeout)
+                          capture_output=True, text=True, cwd=cwd, timeout=timeout,
+                          env={**os.environ, **env} if env else None)
 
 
 def heavy_modules_after(argv: list[str], cwd: Path | None = None, heavy: tuple[str, ...] = HEAVY,

@@ -45,7 +45,9 @@ PARALLEL = ["training.max_steps=12", "logging.every=2", "logging.sample_max_new_
 def _parallel_run(folder: Path, *extra: str) -> tuple[Path, object]:
     from tests.cli.test_cli import qlorafx
 
-    done = qlorafx("train", tiny_recipe(folder), *PARALLEL, *extra, timeout=600)
+    scratch = folder / "tmp"  # the processes' temporary files (TMPDIR): the tests check none is left behind
+    scratch.mkdir()
+    done = qlorafx("train", tiny_recipe(folder), *PARALLEL, *extra, timeout=600, env={"TMPDIR": str(scratch)})
     assert done.returncode == 0, [line for line in done.stderr.splitlines() if "error" in line.lower()][:10] or done.stderr[-2000:]
     return folder / "run", done
 

@@ -37,6 +37,8 @@ def test_two_processes_match_one_with_the_same_global_batch(one_process, two_pro
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == len(set(lines))  # one writer: no record twice
     assert not list(run.parent.glob("**/rng_state_1.pth.tmp*"))
+    # rank 1 builds its copy of the tiny from_config base in a temporary folder; it is gone once loaded
+    assert not list((run.parent / "tmp").glob("qlorafx-base-*"))
 
     (loss_1, eval_1), (loss_2, eval_2) = losses_by_step(one), losses_by_step(run)
     assert list(loss_1) == list(loss_2) == [2, 4, 6, 8, 10, 12] and loss_2[12] < 0.8 * loss_2[2]

@@ -8,6 +8,7 @@ quantization is applied exactly as for a real checkpoint.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -176,8 +177,9 @@ class FromConfig:
 
         torch.manual_seed(recipe.training.seed)
         base_dir = run_dir / BASE_MODEL_DIR
-        if not processes.is_main():  # under torchrun only rank 0 writes the run directory;
-            base_dir = Path(tempfile.mkdtemp(prefix="qlorafx-base-"))  # the same seed gives the same weights
+        scratch = not processes.is_main()  # under torchrun only rank 0 writes the run directory;
+        if scratch:  # the others build theirs in a folder of their own: the same seed gives the same weights
+            base_dir = Path(tempfile.mkdtemp(prefix="qlorafx-base-"))
         hf_logging.disable_progress_bar()  # a few-MB model: shard and weight progress bars are noise
         try:
             config = self.config(recipe, tokenizer)
@@ -186,6 +188,8 @@ class FromConfig:
             return load_weights(str(base_dir), recipe, compute_dtype, quant_config)
         finally:
             hf_logging.enable_progress_bar()
+            if scratch:  # loaded (a file mapped by safetensors stays readable once unlinked): nothing reads it again
+                shutil.rmtree(base_dir)
 
 
 MODEL_LOADERS.register(PRETRAINED)(Pretrained())
