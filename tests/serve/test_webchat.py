@@ -142,7 +142,7 @@ def test_side_by_side_answers_both_in_one_batch_as_each_alone(chat, engine):
     ("chat", GREEDY, "word " * 600, "error: the conversation is"),
 ])
 def test_errors_are_a_status_line_and_leave_the_conversation_as_it_was(chat, model, options, message, error):
-    before = Conversation([Message("user", "Hi"), Message("assistant", "Hello.", "chat")])
+    before = Conversation([Message("user", "Hi"), Message("assistant", "Hello.", "chat")], options.system)
     seen = updates(chat.reply("s", model, before, message, options))
     assert len(seen) == 1 and seen[0].status.startswith(error) and not seen[0].accepted
     assert seen[0].conversation == before
@@ -184,16 +184,36 @@ def test_a_failed_generation_is_an_error_in_the_page_and_the_next_answer_comes(c
 
 
 def test_a_kept_conversation_is_a_chat_record_train_reads(chat, tmp_path):
-    conversation = updates(chat.reply("s", "chat", Conversation(), QUESTION, GREEDY))[-1].conversation
+    brief = Options(temperature=0, max_new_tokens=12, system="Be brief.")
+    conversation = updates(chat.reply("s", "chat", Conversation(), QUESTION, brief))[-1].conversation
     fixed = conversation.edit(1, "Green.")
     assert fixed.messages[1].edited and not conversation.messages[1].edited
-    assert chat.keep(fixed, "Be brief.") == f"kept 1 exchange as line 1 of {tmp_path / 'kept.jsonl'}"
+    assert chat.keep(fixed) == f"kept 1 exchange as line 1 of {tmp_path / 'kept.jsonl'}"
     assert chat.keep(conversation) == f"kept 1 exchange as line 2 of {tmp_path / 'kept.jsonl'}"
     lines = [json.loads(line) for line in (tmp_path / "kept.jsonl").read_text().splitlines()]
     assert lines[0] == {"messages": [{"role": "system", "content": "Be brief."},
                                      {"role": "user", "content": QUESTION}, {"role": "assistant", "content": "Green."}],
                         "models": ["chat"], "edited": True}
-    assert lines[1]["edited"] is False and lines[1]["messages"][1]["content"] == conversation.messages[1].content
+    assert lines[1]["edited"] is False and lines[1]["messages"][2]["content"] == conversation.messages[1].content
+
+
+def test_a_conversation_keeps_the_system_message_it_was_answered_with(chat, engine, tmp_path):
+    """The page's System box can change after an answer: what is kept is what the model was given, and a
+    next message under another system message is refused (the conversation would mix the two)."""
+    brief = Options(temperature=0, max_new_tokens=12, system="Be brief.")
+    first = updates(chat.reply("s", "chat", Conversation(), QUESTION, brief))[-1].conversation
+    assert first.system == "Be brief." and first.messages[1].content == direct(
+        engine, "chat", [{"role": "system", "content": "Be brief."}, {"role": "user", "content": QUESTION}])
+    chat.keep(first)
+    assert json.loads((tmp_path / "kept.jsonl").read_text())["messages"][0] == {"role": "system", "content": "Be brief."}
+
+    changed = updates(chat.reply("s", "chat", first, "And the sky?", GREEDY))  # the box emptied meanwhile
+    assert [u.status for u in changed] == ["error: the system message changed since this conversation began "
+                                           "(it began with 'Be brief.'); press New to start a conversation with "
+                                           "the new one, or set it back"]
+    assert changed[-1].conversation == first and not changed[-1].accepted
+    second = updates(chat.reply("s", "chat", first, "And the sky?", brief))[-1].conversation
+    assert second.system == "Be brief." and len(second.messages) == 4
 
 
 def test_keeping_needs_a_file_and_a_whole_conversation(engine, chat):

@@ -96,8 +96,7 @@ def build_page(chat: WebChat, *, title: str = "qlorafx chat") -> gr.Blocks:
         new.click(lambda: (Conversation(), [], ""), None, [state, bot, status], queue=False)
         bot.edit(_edited, [state], [state, bot, status], queue=False)
         bot.clear(lambda: (Conversation(), ""), None, [state, status], queue=False)  # the chatbot's bin icon
-        keep.click(lambda conversation, text: _status(_keep(chat, conversation, text)), [state, system], [status],
-                   queue=False)
+        keep.click(lambda conversation: _status(_keep(chat, conversation)), [state], [status], queue=False)
 
         # -- side by side ----------------------------------------------------------------------
 
@@ -120,8 +119,8 @@ def build_page(chat: WebChat, *, title: str = "qlorafx chat") -> gr.Blocks:
         right_bot.edit(_edited, [right_state], [right_state, right_bot, both_status], queue=False)
         left_bot.clear(lambda: Conversation(), None, [left_state], queue=False)
         right_bot.clear(lambda: Conversation(), None, [right_state], queue=False)
-        keep_left.click(lambda c, s: _status(_keep(chat, c, s)), [left_state, system], [both_status], queue=False)
-        keep_right.click(lambda c, s: _status(_keep(chat, c, s)), [right_state, system], [both_status], queue=False)
+        keep_left.click(lambda c: _status(_keep(chat, c)), [left_state], [both_status], queue=False)
+        keep_right.click(lambda c: _status(_keep(chat, c)), [right_state], [both_status], queue=False)
         def current_models():
             served = chat.model_names()
             return [gr.Dropdown(choices=served)] * 3
@@ -168,9 +167,9 @@ def _edited(conversation: Conversation, edit: gr.EditData):
         return conversation, conversation.view(), _status(f"error: {err}")
 
 
-def _keep(chat: WebChat, conversation: Conversation, system: str) -> str:
+def _keep(chat: WebChat, conversation: Conversation) -> str:
     try:
-        return chat.keep(conversation, system or "")
+        return chat.keep(conversation)
     except UserError as err:
         return f"error: {err}"
 

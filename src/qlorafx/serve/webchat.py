@@ -52,21 +52,35 @@ class Message:
 
 @dataclass
 class Conversation:
-    """One column's conversation as shown: user and assistant messages, alternating."""
+    """One column's conversation as shown: user and assistant messages, alternating, and the system
+    message its answers were generated with (set by its first message), which is what Keep records."""
 
     messages: list[Message] = field(default_factory=list)
+    system: str = ""
 
     def view(self) -> list[dict]:
         """What the chatbot widget shows."""
         return [{"role": m.role, "content": m.content} for m in self.messages]
 
-    def chat(self, system: str = "") -> list[dict]:
+    def chat(self) -> list[dict]:
         """The OpenAI messages the model is given (and that are kept as data)."""
-        head = [{"role": "system", "content": system}] if system.strip() else []
+        head = [{"role": "system", "content": self.system}] if self.system.strip() else []
         return head + self.view()
 
     def with_message(self, message: Message) -> "Conversation":
-        return Conversation([*self.messages, message])
+        return replace(self, messages=[*self.messages, message])
+
+    def asked(self, message: str, system: str) -> "Conversation":
+        """The conversation with the user's next message; a new one takes ``system`` as its own. An
+        answer generated under another system message than the earlier ones would make the
+        conversation (and the data it is kept as) one the model never saw: refused."""
+        if not self.messages:
+            return Conversation([Message("user", message)], system)
+        if system.strip() != self.system.strip():
+            began = f"'{self.system.strip()}'" if self.system.strip() else "none"
+            raise WebChatError(f"the system message changed since this conversation began (it began with {began}); "
+                               "press New to start a conversation with the new one, or set it back")
+        return self.with_message(Message("user", message))
 
     def edit(self, index: int, text: str) -> "Conversation":
         """The message at ``index`` replaced by ``text`` (an answer corrected by hand)."""
@@ -75,7 +89,7 @@ class Conversation:
         messages = list(self.messages)
         messages[index] = replace(messages[index], content=text, edited=messages[index].edited
                                   or text != messages[index].content)
-        return Conversation(messages)
+        return replace(self, messages=messages)
 
     def models(self) -> list[str]:
         """The models whose answers it holds, in order of first answer."""
@@ -132,8 +146,8 @@ class WebChat:
             return
         try:
             sampling = options.sampling()
-            asked = [c.with_message(Message("user", message)) for c in conversations]
-            prompts = [self._prompt(m, c.chat(options.system), sampling.max_new_tokens) for m, c in zip(models, asked)]
+            asked = [c.asked(message, options.system) for c in conversations]
+            prompts = [self._prompt(m, c.chat(), sampling.max_new_tokens) for m, c in zip(models, asked)]
             encoded = [e for e, _ in prompts]
             dropped = max(d for _, d in prompts)
             limits = [self._limit(e, sampling.max_new_tokens) for e in encoded]
@@ -216,11 +230,12 @@ class WebChat:
 
     # -- keeping as data --------------------------------------------------------------------------
 
-    def keep(self, conversation: Conversation, system: str = "") -> str:
-        """Appends the conversation to the kept-chats file; the status line says where."""
+    def keep(self, conversation: Conversation) -> str:
+        """Appends the conversation, with the system message its answers were generated with, to the
+        kept-chats file; the status line says where."""
         if self.kept is None:
             raise WebChatError("this page was started without a file to keep conversations in (--keep FILE)")
-        line = self.kept.append(conversation.chat(system), models=conversation.models(),
+        line = self.kept.append(conversation.chat(), models=conversation.models(),
                                 edited=any(m.edited for m in conversation.messages))
         exchanges = sum(m.role == "assistant" for m in conversation.messages)
         return f"kept {exchanges} exchange{'s' * (exchanges != 1)} as line {line} of {self.kept.path}"
