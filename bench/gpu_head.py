@@ -93,17 +93,10 @@ def one_mode(mode: str, base: Path, shape: str, args) -> dict:
 
     from qlorafx.finetune import train
     from qlorafx.recipe.load import load_recipe
-    from qlorafx.train import trainers
-
     if mode == "full":
-        factory = trainers._token_counting_trainer
+        from full_head import use_full_head  # bench/, this script's folder
 
-        def full_head():
-            cls = factory()
-            cls.head_only_where_loss = False
-            return cls
-
-        trainers._token_counting_trainer = full_head
+        use_full_head()
     gpu = torch.cuda.is_available()
     sync = torch.cuda.synchronize if gpu else (lambda: None)
 

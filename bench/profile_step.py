@@ -21,6 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+from full_head import use_full_head  # noqa: E402
 from setups import qlorafx_recipe  # noqa: E402
 
 WARM_UP = 2
@@ -53,18 +54,10 @@ def main() -> int:
     from transformers import TrainerCallback
 
     from qlorafx.recipe.load import load_recipe
-    from qlorafx.train import trainers
     train = common.finetune_module().train
 
     if args.full_head:
-        original = trainers._token_counting_trainer
-
-        def full_head_trainer():
-            cls = original()
-            cls.head_only_where_loss = False
-            return cls
-
-        trainers._token_counting_trainer = full_head_trainer
+        use_full_head()
 
     prof = profile(activities=[ProfilerActivity.CPU], record_shapes=args.shapes)
 
