@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qlorafx.data.collate import COLLATORS, IGNORE_INDEX, NUM_TOKENS, collator_for
+from qlorafx.data.collate import COLLATORS, IGNORE_INDEX, NUM_TOKENS, ROW_TOKENS, collator_for
 from tests.data.helpers import recipe
 
 
@@ -64,6 +64,7 @@ def test_packed_rows_under_flash_attention_2_become_one_padding_free_row():
     assert batch["cu_seq_lens_q"].tolist() == batch["cu_seq_lens_k"].tolist() == [0, 3, 5, 9]
     assert batch["cu_seq_lens_q"].dtype == torch.int32
     assert batch["max_length_q"] == batch["max_length_k"] == 4 and batch[NUM_TOKENS] == 9
+    assert batch[ROW_TOKENS] == [5, 4]  # the dataset rows in the one row: the evaluation counts per row
     assert _is_packed_sequence(batch["position_ids"], batch_size=1)
     (derived, _), (longest, _) = prepare_fa_kwargs_from_position_ids(batch["position_ids"])
     assert derived.tolist() == [0, 3, 5, 9] and int(longest) == 4

@@ -168,3 +168,35 @@ def test_flash_attention_2_trains_packed_examples_apart(tmp_path, byte_tokenizer
     assert packed_targets == alone_targets
     assert packed == pytest.approx(alone, rel=1e-5), (packed, alone)
     assert set(flash_attention_on_cpu) == {"flash_attn_varlen_func"}  # the kernel that keeps sequences apart
+
+
+@pytest.mark.parametrize("head_only_where_loss", [True, False], ids=["labelled-head", "full-head"])
+def test_evaluation_counts_a_flattened_micro_batch_per_dataset_row(tmp_path, byte_tokenizer, flash_attention_on_cpu,
+                                                                   monkeypatch, head_only_where_loss):
+    """Across processes, the evaluation drops the rows a process repeats to even out its last batch through
+    accelerate's gather_for_metrics, which cuts the gathered rows at the split's remainder, counted in dataset
+    rows. Under flash_attention_2 a micro-batch of 4 packed rows is ONE flattened row: handed over as one, the
+    cut kept a process's repeated rows (or dropped its own). Through Trainer.evaluate, each dataset row's loss
+    sum and target count must be handed over, equal to those of the same rows batched for sdpa."""
+    recipe = _recipe(tmp_path, packing=True, train_on_inputs=True, fmt="alpaca")
+    prepared = prepare(recipe, byte_tokenizer, log=lambda *_: None)
+    handed, metrics = {}, {}
+    for attn in ("sdpa", "flash_attention_2"):
+        model = _model(len(byte_tokenizer), attn)
+        trainer = TRAINERS.get("causal_lm")(recipe, model, byte_tokenizer, prepared,
+                                            collator=COLLATORS.get("packed")(byte_tokenizer.pad_token_id, attn),
+                                            optimizer=OPTIMIZERS.get("adamw")(recipe.optimizer), callbacks=[],
+                                            run_dir=tmp_path / attn)
+        trainer.head_only_where_loss = head_only_where_loss
+        gather, calls = trainer.accelerator.gather_for_metrics, []
+        monkeypatch.setattr(trainer.accelerator, "gather_for_metrics",
+                            lambda data, *a, **k: calls.append(data) or gather(data, *a, **k))
+        metrics[attn] = trainer.evaluate(eval_dataset=prepared.train)["eval_loss"]
+        handed[attn] = torch.cat([c for c in calls if c.dtype == torch.float64 and c.shape[-1:] == (2,)])
+    rows = len(prepared.train)
+    assert rows > 4  # more than one micro-batch
+    assert handed["flash_attention_2"].shape == handed["sdpa"].shape == (rows, 2)
+    assert handed["flash_attention_2"][:, 1].tolist() == handed["sdpa"][:, 1].tolist()  # targets, row by row
+    assert torch.allclose(handed["flash_attention_2"][:, 0], handed["sdpa"][:, 0], rtol=1e-5)
+    assert metrics["flash_attention_2"] == pytest.approx(metrics["sdpa"], rel=1e-5)
+    assert "flash_attn_varlen_func" in flash_attention_on_cpu

@@ -24,6 +24,10 @@ IGNORE_INDEX = -100  # label value the loss skips
 # Non-padding tokens in the batch, for throughput; the trainer takes it out before the forward
 # pass (counting from the attention mask would count mask entries once the mask is 4D).
 NUM_TOKENS = "num_tokens"
+# In a flattened micro-batch (one row holding several), each dataset row's token count, in order: the trainer
+# takes it out before the forward pass and counts the evaluation's loss per dataset row with it (an evaluation
+# across processes drops the rows a process repeats to even out its last batch, by dataset row).
+ROW_TOKENS = "row_tokens"
 
 Collator = Callable[[list[dict[str, list[int]]]], dict[str, Any]]
 COLLATORS: Registry[Callable[[int, str], Collator]] = Registry("collator")
@@ -112,6 +116,7 @@ def flattened(rows: list[dict[str, list[int]]]) -> dict[str, Any]:
         "cu_seq_lens_q": cu_seq_lens, "cu_seq_lens_k": cu_seq_lens,
         "max_length_q": max(lengths), "max_length_k": max(lengths),
         NUM_TOKENS: bounds[-1],
+        ROW_TOKENS: [len(r["input_ids"]) for r in rows],
     }
 
 

@@ -273,10 +273,10 @@ class _ModelInputs:
         self.dataloader = dataloader
 
     def __iter__(self):
-        from qlorafx.data.collate import NUM_TOKENS
+        from qlorafx.data.collate import NUM_TOKENS, ROW_TOKENS
 
         for batch in self.dataloader:
-            yield {k: v for k, v in batch.items() if k != NUM_TOKENS}
+            yield {k: v for k, v in batch.items() if k not in (NUM_TOKENS, ROW_TOKENS)}
 
     def __len__(self):
         return len(self.dataloader)

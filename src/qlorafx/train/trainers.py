@@ -76,7 +76,7 @@ def _token_counting_trainer():
     import torch
     from transformers import Trainer
 
-    from qlorafx.data.collate import IGNORE_INDEX, NUM_TOKENS
+    from qlorafx.data.collate import IGNORE_INDEX, NUM_TOKENS, ROW_TOKENS
     from qlorafx.train import labelled_head
 
     class TokenCountingTrainer(Trainer):
@@ -111,13 +111,16 @@ def _token_counting_trainer():
                 self._eval_sums = None
 
         def compute_loss(self, model, inputs, *args, **kwargs):
+            row_tokens = inputs.pop(ROW_TOKENS, None)  # for the count below only: the model takes no such input
             if self._eval_sums is not None and not model.training and "labels" in inputs:
                 labels = inputs["labels"]
                 loss, outputs = self._compute_loss(model, inputs, *args, **{**kwargs, "return_outputs": True})
                 encoder_decoder = is_encoder_decoder(self.accelerator.unwrap_model(model).config)
                 # every process's rows, each once: the rows a process repeats to even out the last batch are
-                # dropped, as the Trainer drops them from its own losses
-                rows = self.accelerator.gather_for_metrics(_row_sums(outputs.logits, labels, encoder_decoder))
+                # dropped, as the Trainer drops them from its own losses; gather_for_metrics drops them by
+                # dataset row, so a flattened micro-batch is counted per dataset row, not as its one row
+                rows = _row_sums(outputs.logits, labels, encoder_decoder, row_tokens)
+                rows = self.accelerator.gather_for_metrics(rows)
                 self._eval_sums[0] += float(rows[:, 0].sum())
                 self._eval_sums[1] += int(rows[:, 1].sum())
                 return (loss, outputs) if kwargs.get("return_outputs") else loss
@@ -168,9 +171,10 @@ def _token_counting_trainer():
     return TokenCountingTrainer
 
 
-def _row_sums(logits, labels, encoder_decoder: bool):
-    """(rows, 2): each row's loss summed over its targets, and their count. ``logits`` are the model's, at every
-    position, or at the labelled ones only (train/labelled_head.py hands the head those, in row order)."""
+def _row_sums(logits, labels, encoder_decoder: bool, row_tokens: list[int] | None = None):
+    """(rows, 2): each dataset row's loss summed over its targets, and their count. ``logits`` are the model's, at
+    every position, or at the labelled ones only (train/labelled_head.py hands the head those, in row order).
+    ``row_tokens``: the lengths of the dataset rows a flattened micro-batch's one row holds (data/collate.py)."""
     import torch
 
     from qlorafx.data.collate import IGNORE_INDEX
@@ -180,9 +184,15 @@ def _row_sums(logits, labels, encoder_decoder: bool):
     keep = (targets != IGNORE_INDEX).to(logits.device)
     picked = logits if logits.dim() == 2 else logits[keep]
     losses = torch.nn.functional.cross_entropy(picked.float(), targets.to(logits.device)[keep], reduction="none")
-    rows = torch.zeros(labels.shape[0], 2, dtype=torch.float64, device=logits.device)
-    rows[:, 0].index_add_(0, keep.nonzero()[:, 0], losses.double())
-    rows[:, 1] = keep.sum(dim=-1)
+    where = keep.nonzero()
+    if row_tokens is None:
+        row, count = where[:, 0], labels.shape[0]
+    else:  # a position belongs to the dataset row it lies in (a row's first label is masked: none crosses over)
+        ends = torch.tensor(row_tokens, device=logits.device).cumsum(0)
+        row, count = torch.bucketize(where[:, -1], ends, right=True), len(row_tokens)
+    rows = torch.zeros(count, 2, dtype=torch.float64, device=logits.device)
+    rows[:, 0].index_add_(0, row, losses.double())
+    rows[:, 1].index_add_(0, row, torch.ones_like(losses, dtype=torch.float64))
     return rows
 
 
