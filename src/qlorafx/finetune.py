@@ -217,9 +217,10 @@ def train(recipe: Recipe, recipe_yaml: str, overwrite: bool = False, log=print, 
         return Result(summary, model, tokenizer)
     save_adapter(model, recipe, run_dir, adapter_state)
     tokenizer.save_pretrained(run_dir / TOKENIZER_DIR)
+    # recorded as soon as written: a run stopped while its report is made (Ctrl-C in the plot) is still replaceable
+    rundir.record_written(run_dir, ADAPTER_DIR, INITIAL_ADAPTER, TOKENIZER_DIR)
     summary.base = base_identity.identity(base_of(run_dir, recipe), recipe.model.revision)
     rundir.write_json(run_dir / FINISHED_MARKER, {"status": "finished", **asdict(summary)})
     report = write_report(run_dir)
-    rundir.record_written(run_dir, ADAPTER_DIR, INITIAL_ADAPTER, TOKENIZER_DIR)
     log(f"report: {report.card} (plot: {report.plot or 'none, no metrics.jsonl'})")
     return Result(summary, model, tokenizer)

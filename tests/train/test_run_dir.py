@@ -122,3 +122,25 @@ def test_a_run_directory_that_cannot_be_made_is_refused_before_and_when_it_is_ma
         rundir.prepare(rundir.Path("/proc/qlorafx-run"), overwrite=False)
     rundir.prepare(tmp_path / "new" / "run", overwrite=False, dry_run=True)  # a place that can be written: no trace left
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_stopped_while_its_report_is_made_is_still_replaced_by_overwrite(tmp_path, monkeypatch):
+    """The adapter and the tokenizer are recorded as the run's own once written, before the report: a run
+    stopped while its card and plot are made (Ctrl-C then) was refused by --overwrite for the adapter and
+    tokenizer files it wrote itself, the mark recording them only after the report."""
+    from qlorafx import finetune
+    from qlorafx.recipe.load import load_recipe
+
+    loaded = load_recipe(tiny_recipe(tmp_path), ["training.max_steps=1", "data.val_size=0", "logging.backends=[jsonl]",
+                                                 "logging.sample_max_new_tokens=0"])
+
+    def interrupted(_run_dir):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(finetune, "write_report", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        finetune.train(loaded.recipe, loaded.to_yaml(), log=lambda *_: None)
+    run = tmp_path / "run"
+    assert (run / "adapter").is_dir() and (run / "tokenizer").is_dir()
+    rundir.prepare(run, overwrite=True)  # what `train --overwrite` runs first: refused before, with the run's files
+    assert [p.name for p in run.iterdir()] == [RUN_MARKER]
