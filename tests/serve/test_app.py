@@ -40,18 +40,6 @@ def client(server) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{server.url}/v1", api_key=KEY, max_retries=0, timeout=60)
 
 
-@pytest.fixture
-def recorded(engine, monkeypatch) -> list:
-    """The engine rows the server submits, to see how they ended."""
-    rows, submit = [], engine.submit
-
-    def recording(*args, **kwargs):
-        rows.append(submit(*args, **kwargs))
-        return rows[-1]
-
-    monkeypatch.setattr(engine, "submit", recording)
-    return rows
-
 
 def still_serving(client) -> None:
     answer = client.completions.create(model="alpaca", prompt=QUESTION, max_tokens=2, temperature=0)

@@ -85,18 +85,6 @@ def page(site, browser):
     assert hosts <= {urlparse(site[0]).netloc}, f"the page contacted other hosts: {hosts}"
 
 
-@pytest.fixture
-def recorded(engine, monkeypatch) -> list:
-    """The engine rows the page submits, to see how they ended."""
-    rows, submit = [], engine.submit
-
-    def recording(*args, **kwargs):
-        rows.append(submit(*args, **kwargs))
-        return rows[-1]
-
-    monkeypatch.setattr(engine, "submit", recording)
-    return rows
-
 
 # -- driving the page ------------------------------------------------------------------------------
 

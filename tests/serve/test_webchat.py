@@ -27,18 +27,6 @@ def engine(tmp_path_factory):
     return served_engine(tmp_path_factory)
 
 
-@pytest.fixture
-def recorded(engine, monkeypatch) -> list:
-    """The engine rows the chat submits, to see how they ended."""
-    rows, submit = [], engine.submit
-
-    def recording(*args, **kwargs):
-        rows.append(submit(*args, **kwargs))
-        return rows[-1]
-
-    monkeypatch.setattr(engine, "submit", recording)
-    return rows
-
 
 @pytest.fixture
 def chat(engine, tmp_path) -> WebChat:
