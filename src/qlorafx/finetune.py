@@ -28,6 +28,7 @@ from qlorafx.model.adapter import add_lora, check_lora, initialize_from_data, sa
 from qlorafx.model.architecture import is_encoder_decoder
 from qlorafx.model.config_check import ModelConfigError, recipe_fits_config
 from qlorafx.model.loaders import MODEL_LOADERS, skeleton
+from qlorafx.model.packed_attention import use_for_packed_rows
 from qlorafx.model.quantize import keep_weights_trainable_on_cpu, quantization_config, resolve_compute_dtype
 from qlorafx.recipe.schema import Recipe
 from qlorafx.report import write_report
@@ -152,6 +153,7 @@ def train(recipe: Recipe, recipe_yaml: str, overwrite: bool = False, log=print, 
     set_seed(recipe.training.seed)
     model = loader.model(recipe, tokenizer, run_dir, compute_dtype, quantization_config(recipe.quantization, compute_dtype))
     keep_weights_trainable_on_cpu(model)
+    attention = use_for_packed_rows(model, recipe, log)  # the implementation the collator batches for
     stop_if_interrupted()  # the weights can take minutes to load; a swallowed Ctrl-C stops before training
     model = add_lora(model, recipe, run_dir if main else None)
     if main:  # what the loader (a from_config base) and the adapter's set-up wrote
@@ -179,7 +181,7 @@ def train(recipe: Recipe, recipe_yaml: str, overwrite: bool = False, log=print, 
         trainer = TRAINERS.get(recipe.training.trainer)(
             recipe, model, tokenizer, data,
             collator=COLLATORS.get(collator_for(recipe, encoder_decoder))(
-                tokenizer.pad_token_id, recipe.model.attn_implementation),
+                tokenizer.pad_token_id, attention),
             optimizer=OPTIMIZERS.get(recipe.optimizer.name)(recipe.optimizer),
             callbacks=[MetricsCallback(backends), publish, stop, guard, sharding_report(log), *callbacks],
             run_dir=run_dir,

@@ -28,6 +28,8 @@ NUM_TOKENS = "num_tokens"
 # takes it out before the forward pass and counts the evaluation's loss per dataset row with it (an evaluation
 # across processes drops the rows a process repeats to even out its last batch, by dataset row).
 ROW_TOKENS = "row_tokens"
+# The attention implementation qlorafx.model.packed_attention registers: sdpa over each packed example alone
+PACKED_SDPA = "qlorafx_packed_sdpa"
 
 Collator = Callable[[list[dict[str, list[int]]]], dict[str, Any]]
 COLLATORS: Registry[Callable[[int, str], Collator]] = Registry("collator")
@@ -129,6 +131,11 @@ def packed(pad_token_id: int, attn_implementation: str = "sdpa") -> Collator:
 
         if attn_implementation == "flash_attention_2":
             return flattened(rows)
+        if attn_implementation == PACKED_SDPA:  # model/packed_attention.py: sdpa over each example alone
+            batch = flattened(rows)
+            # a mask of ones: transformers then builds no mask (it would make one from the restarting positions)
+            batch["attention_mask"] = torch.ones_like(batch["input_ids"])
+            return batch
         width = max(len(r["input_ids"]) for r in rows)
         positions = [[p for length in r["lengths"] for p in range(length)] for r in rows]
         mask = block_causal_mask([r["lengths"] for r in rows], width)

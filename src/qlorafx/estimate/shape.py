@@ -67,6 +67,7 @@ def quantized_layer_names(frame, bits: int) -> set[str]:
 def model_shape(recipe, config) -> ModelShape:
     from qlorafx.model.adapter import layer_index, layer_shape, linear_layer_names, lora_config
     from qlorafx.model.architecture import peft_task_type
+    from qlorafx.model import packed_attention
     from qlorafx.model.loaders import skeleton
 
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
@@ -82,7 +83,9 @@ def model_shape(recipe, config) -> ModelShape:
         kv_heads=getattr(text, "num_key_value_heads", None) or heads,
         head_dim=getattr(text, "head_dim", None) or h // heads, vocab=text.vocab_size,
         gated_mlp=bool(leaves & {"gate_proj", "gate_up_proj", "w3"}) or len(up_like) >= 2,
-        packed_mask=recipe.data.packing and recipe.model.attn_implementation != "flash_attention_2",
+        # flash attention and attention per packed example (model/packed_attention.py) take no mask
+        packed_mask=(recipe.data.packing and recipe.model.attn_implementation != "flash_attention_2"
+                     and packed_attention.unsupported_reason(frame, recipe) is not None),
     )
     quantized = quantized_layer_names(frame, recipe.quantization.bits)
     shape.quantized = [(n, m.weight.numel(), layer_shape(m)[1]) for n, m in frame.named_modules() if n in quantized]

@@ -1,0 +1,99 @@
+"""Attention inside each packed example only, under sdpa: no work on the pairs a mask would throw away.
+
+A packed row of 512 tokens holding four examples of ~128 needs attention within each example: with
+sdpa that is a (512 x 512) block-diagonal mask over which the kernel still computes every score, 3/4
+of them masked out, and the rows' padding goes through every layer too. Under this implementation
+the collator hands the micro-batch over as ONE padding-free row with the examples' boundaries
+(``cu_seq_lens_q/k``, the keyword arguments transformers threads from the model's forward down to its
+attention function for flash attention's variable-length kernel), and each example is attended by
+transformers' own ``sdpa_attention_forward`` alone, causally, with no mask. Scores computed: the sum
+of the examples' squared lengths instead of the row's squared width.
+
+It is registered with transformers' ``AttentionInterface`` (and ``AttentionMaskInterface``, as sdpa),
+and anything that is not a flattened packed batch (evaluation of unpacked data, generation) goes to
+``sdpa_attention_forward`` unchanged: the same function, the same mask. ``unsupported_reason`` says
+when a model or recipe keeps the block-diagonal mask instead.
+"""
+
+from __future__ import annotations
+
+from qlorafx.data.collate import PACKED_SDPA as NAME
+
+
+def unsupported_reason(model, recipe) -> str | None:
+    """Why this run keeps sdpa with the block-diagonal mask, or None when attention per example is exact."""
+    config = model.config
+    if not recipe.data.packing:
+        return "the data is not packed"
+    if recipe.model.attn_implementation != "sdpa":
+        return f"model.attn_implementation is {recipe.model.attn_implementation}, not sdpa"
+    if config.is_encoder_decoder:
+        return "an encoder-decoder is not packed"
+    # the model must thread the flash keyword arguments (the boundaries) through to its attention function
+    if not (type(model)._supports_attention_backend and type(model)._supports_flash_attn and type(model)._supports_sdpa):
+        return f"{type(model).__name__} does not pass variable-length boundaries to its attention function"
+    if getattr(config, "attention_dropout", 0.0):
+        # one sdpa call per example draws other random numbers than one over the row: same distribution, other values
+        return "the model applies dropout to its attention weights"
+    window = getattr(config, "sliding_window", None)
+    if window is not None and window < recipe.data.max_length:
+        return f"the model's sliding window ({window}) is shorter than data.max_length ({recipe.data.max_length})"
+    return None
+
+
+def attention_forward(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
+    """transformers' attention-function signature: (batch, heads, tokens, head_dim) in, (batch, tokens, heads,
+    head_dim) out. With ``cu_seq_lens_q``: one row of packed examples, attended one by one."""
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    bounds = kwargs.pop("cu_seq_lens_q", None)
+    if bounds is None:
+        _refuse_lost_boundaries(query, attention_mask, kwargs.get("position_ids"))
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    if not torch.equal(bounds, kwargs.pop("cu_seq_lens_k", bounds)) or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
+        raise RuntimeError("packed attention: expected one row whose queries and keys share their boundaries")
+    bounds = bounds.tolist()
+    window = kwargs.get("sliding_window")
+    longest = max(b - a for a, b in zip(bounds, bounds[1:]))
+    if window is not None and longest > window:
+        raise RuntimeError(f"packed attention: an example of {longest} tokens exceeds the sliding window ({window})")
+    for name in ("max_length_q", "max_length_k", "position_ids", "sliding_window"):
+        kwargs.pop(name, None)
+    pieces = [sdpa_attention_forward(module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None,
+                                     dropout=dropout, scaling=scaling, is_causal=True, **kwargs)[0]
+              for a, b in zip(bounds, bounds[1:])]
+    return torch.cat(pieces, dim=1), None
+
+
+def _refuse_lost_boundaries(query, attention_mask, position_ids) -> None:
+    """A row whose positions restart holds several examples: attended with no mask and no boundaries, they
+    would see each other. That happens only if a model drops the boundaries on the way down: refuse it."""
+    if attention_mask is not None or position_ids is None or query.shape[2] < 2:
+        return
+    if bool((position_ids[..., 1:] <= position_ids[..., :-1]).any()):
+        raise RuntimeError("packed attention: a row of packed examples reached attention without its boundaries "
+                           "(cu_seq_lens_q); this model cannot attend per example")
+
+
+def register() -> None:
+    """Make NAME an attention implementation transformers knows (idempotent)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    AttentionInterface.register(NAME, attention_forward)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)
+
+
+def use_for_packed_rows(model, recipe, log=print) -> str:
+    """Switches ``model`` to attention per packed example where that is exact; returns the attention
+    implementation the collator batches for."""
+    reason = unsupported_reason(model, recipe)
+    if reason is not None:
+        if recipe.data.packing and recipe.model.attn_implementation == "sdpa":
+            log(f"attention: packed rows keep sdpa's block-diagonal mask ({reason})")
+        return recipe.model.attn_implementation
+    register()
+    model.set_attn_implementation(NAME)
+    return NAME

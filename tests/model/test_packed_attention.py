@@ -1,0 +1,147 @@
+"""Attention per packed example (model/packed_attention.py) computes what sdpa over the block-diagonal
+mask computes: through the real collators and the Trainer's own loss, the same packed rows give the same
+loss and the same gradient on every parameter; each example is attended alone; a model that loses the
+boundaries is refused, not trained across examples."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from qlorafx.data.build import prepare
+from qlorafx.data.collate import COLLATORS, PACKED_SDPA
+from qlorafx.model import packed_attention
+from qlorafx.recipe.schema import Recipe
+from qlorafx.train.optimizers import OPTIMIZERS
+from qlorafx.train.trainers import TRAINERS
+from tests.train.tiny import QUICKSTART_DATA
+
+
+def _recipe(tmp_path, attn: str = "sdpa", **data) -> Recipe:
+    return Recipe.model_validate({
+        "model": {"loader": "from_config", "config": {"model_type": "llama"}, "attn_implementation": attn},
+        "data": {"datasets": [{"path": str(QUICKSTART_DATA), "format": "alpaca", "max_examples": 24}],
+                 "max_length": 512, "val_size": 0, "packing": True, **data},
+        "optimizer": {"name": "adamw"},
+        "training": {"micro_batch_size": 4, "max_steps": 1},
+        "output_dir": str(tmp_path / "run"),
+    })
+
+
+def _model(vocab_size: int, kv_heads: int = 2, **config):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=kv_heads, vocab_size=vocab_size, max_position_embeddings=512, **config)
+    return LlamaForCausalLM(config).train()  # train mode: the path training takes (Llama's dropout is 0)
+
+
+def _losses_and_grads(tmp_path, tokenizer, model, attention: str):
+    """Per batch: the Trainer's loss (its compute_loss over its own target count) and every parameter's gradient."""
+    recipe = _recipe(tmp_path / attention)
+    prepared = prepare(recipe, tokenizer, log=lambda *_: None)
+    collator = COLLATORS.get("packed")(tokenizer.pad_token_id, attention)
+    trainer = TRAINERS.get("causal_lm")(recipe, model, tokenizer, prepared, collator=collator,
+                                        optimizer=OPTIMIZERS.get("adamw")(recipe.optimizer), callbacks=[],
+                                        run_dir=tmp_path / attention)
+    out = []
+    for batch in trainer.get_train_dataloader():
+        model.zero_grad()
+        _, count = trainer.get_batch_samples(iter([batch]), 1, trainer.args.device)
+        loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=count)
+        loss.backward()
+        out.append((loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    return out
+
+
+@pytest.mark.parametrize("kv_heads", [4, 1], ids=["multi-head", "grouped-query"])
+def test_attention_per_example_equals_the_block_diagonal_mask(tmp_path, byte_tokenizer, kv_heads, monkeypatch):
+    model = _model(len(byte_tokenizer), kv_heads)
+    masked = _losses_and_grads(tmp_path, byte_tokenizer, model, "sdpa")
+
+    packed_attention.register()
+    model.set_attn_implementation(PACKED_SDPA)
+    from transformers.integrations import sdpa_attention
+
+    lengths = []  # the query lengths transformers' own sdpa function is called with, per packed example
+    real = sdpa_attention.sdpa_attention_forward
+    monkeypatch.setattr(sdpa_attention, "sdpa_attention_forward",
+                        lambda module, q, *a, **kw: lengths.append(q.shape[2]) or real(module, q, *a, **kw))
+    per_example = _losses_and_grads(tmp_path, byte_tokenizer, model, PACKED_SDPA)
+
+    assert len(per_example) == len(masked) > 1
+    for (loss_a, grads_a), (loss_b, grads_b) in zip(masked, per_example):
+        assert loss_b == pytest.approx(loss_a, rel=1e-6)
+        for name, grad in grads_a.items():
+            torch.testing.assert_close(grads_b[name], grad, rtol=1e-5, atol=1e-7, msg=name)
+    # each call attended one example, never a row: the examples' lengths, every layer, every batch
+    prepared = prepare(_recipe(tmp_path / "again"), byte_tokenizer, log=lambda *_: None)
+    examples = [length for row in prepared.train for length in row["lengths"]]
+    assert sorted(lengths) == sorted(examples * model.config.num_hidden_layers)
+    assert len(examples) > len(prepared.train)  # rows held several examples: the calls were not per row
+
+
+def test_a_packed_row_without_its_boundaries_is_refused(byte_tokenizer):
+    model = _model(len(byte_tokenizer))
+    packed_attention.register()
+    model.set_attn_implementation(PACKED_SDPA)
+    rows = [{"input_ids": [5, 6, 7, 8, 9], "labels": [-100, 6, 7, -100, 9], "lengths": [3, 2]}]
+    batch = COLLATORS.get("packed")(0, PACKED_SDPA)(rows)
+    assert batch["input_ids"].shape == (1, 5) and batch["cu_seq_lens_q"].tolist() == [0, 3, 5]
+    model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], attention_mask=batch["attention_mask"],
+          cu_seq_lens_q=batch["cu_seq_lens_q"], cu_seq_lens_k=batch["cu_seq_lens_k"])  # with them: fine
+    with pytest.raises(RuntimeError, match="reached attention without its boundaries"):
+        model(input_ids=batch["input_ids"], position_ids=batch["position_ids"])
+
+
+def test_without_boundaries_the_examples_would_see_each_other(byte_tokenizer):
+    """The equality above is not trivial: the same flattened row attended as one sequence gives other logits."""
+    model = _model(len(byte_tokenizer)).eval()
+    packed_attention.register()
+    model.set_attn_implementation(PACKED_SDPA)
+    rows = [{"input_ids": [5, 6, 7, 8, 9, 10], "labels": [-100] * 6, "lengths": [3, 3]}]
+    batch = COLLATORS.get("packed")(0, PACKED_SDPA)(rows)
+    with torch.no_grad():
+        apart = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                      cu_seq_lens_q=batch["cu_seq_lens_q"], cu_seq_lens_k=batch["cu_seq_lens_k"]).logits
+        second_alone = model(input_ids=torch.tensor([[8, 9, 10]])).logits
+        model.set_attn_implementation("sdpa")
+        together = model(input_ids=batch["input_ids"]).logits
+    torch.testing.assert_close(apart[:, 3:], second_alone, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(together[:, 3:], second_alone, atol=1e-3)
+
+
+def test_generation_and_padded_batches_go_to_sdpa_unchanged(byte_tokenizer):
+    model = _model(len(byte_tokenizer)).eval()
+    ids = torch.tensor([[5, 6, 7, 8], [0, 0, 9, 10]])
+    mask = torch.tensor([[1, 1, 1, 1], [0, 0, 1, 1]])
+    with torch.no_grad():
+        plain = model(input_ids=ids, attention_mask=mask).logits
+        packed_attention.register()
+        model.set_attn_implementation(PACKED_SDPA)
+        assert torch.equal(model(input_ids=ids, attention_mask=mask).logits, plain)
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, do_sample=False)
+        model.set_attn_implementation("sdpa")
+        assert torch.equal(model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=4, do_sample=False), out)
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"data": {"packing": False}}, "the data is not packed"),
+    ({"model": {"attn_implementation": "eager"}}, "model.attn_implementation is eager, not sdpa"),
+    ({"config": {"attention_dropout": 0.1}}, "applies dropout to its attention weights"),
+    ({"config": {"sliding_window": 128}}, "sliding window (128) is shorter than data.max_length (512)"),
+])
+def test_where_the_block_diagonal_mask_stays(tmp_path, byte_tokenizer, change, reason):
+    recipe = _recipe(tmp_path, change.get("model", {}).get("attn_implementation", "sdpa"), **change.get("data", {}))
+    model = _model(len(byte_tokenizer), **change.get("config", {}))
+    assert reason in packed_attention.unsupported_reason(model, recipe)
+    logged = []
+    assert packed_attention.use_for_packed_rows(model, recipe, logged.append) == recipe.model.attn_implementation
+    assert model.config._attn_implementation == "sdpa"
+
+
+def test_a_llama_with_packed_data_attends_per_example(tmp_path, byte_tokenizer):
+    model = _model(len(byte_tokenizer), sliding_window=None)
+    assert packed_attention.use_for_packed_rows(model, _recipe(tmp_path), print) == PACKED_SDPA
+    assert model.config._attn_implementation == PACKED_SDPA
