@@ -11,6 +11,7 @@ import torch
 from qlorafx.data.build import prepare
 from qlorafx.data.collate import COLLATORS, PACKED_SDPA
 from qlorafx.model import packed_attention
+from qlorafx.model.adapter import CHECKPOINTING
 from qlorafx.recipe.schema import Recipe
 from qlorafx.train.optimizers import OPTIMIZERS
 from qlorafx.train.trainers import TRAINERS
@@ -55,9 +56,13 @@ def _losses_and_grads(tmp_path, tokenizer, model, attention: str):
     return out
 
 
-@pytest.mark.parametrize("kv_heads", [4, 1], ids=["multi-head", "grouped-query"])
-def test_attention_per_example_equals_the_block_diagonal_mask(tmp_path, byte_tokenizer, kv_heads, monkeypatch):
+@pytest.mark.parametrize("kv_heads, checkpointing", [(4, False), (1, False), (4, True)],
+                         ids=["multi-head", "grouped-query", "gradient-checkpointing"])
+def test_attention_per_example_equals_the_block_diagonal_mask(tmp_path, byte_tokenizer, kv_heads, checkpointing,
+                                                              monkeypatch):
     model = _model(len(byte_tokenizer), kv_heads)
+    if checkpointing:  # the layers run again in backward: the boundaries must reach them there too
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=CHECKPOINTING)  # as the pipeline does
     masked = _losses_and_grads(tmp_path, byte_tokenizer, model, "sdpa")
 
     packed_attention.register()
@@ -78,7 +83,8 @@ def test_attention_per_example_equals_the_block_diagonal_mask(tmp_path, byte_tok
     # each call attended one example, never a row: the examples' lengths, every layer, every batch
     prepared = prepare(_recipe(tmp_path / "again"), byte_tokenizer, log=lambda *_: None)
     examples = [length for row in prepared.train for length in row["lengths"]]
-    assert sorted(lengths) == sorted(examples * model.config.num_hidden_layers)
+    runs = 2 if checkpointing else 1  # forward, and the recomputation in backward
+    assert sorted(lengths) == sorted(examples * model.config.num_hidden_layers * runs)
     assert len(examples) > len(prepared.train)  # rows held several examples: the calls were not per row
 
 

@@ -11,6 +11,8 @@ import pytest
 import torch
 import yaml
 
+from qlorafx.data.collate import PACKED_SDPA
+from qlorafx.model import packed_attention
 from qlorafx.model.adapter import linear_layer_names
 from qlorafx.recipe.load import load_recipe
 from qlorafx.finetune import train
@@ -43,6 +45,7 @@ def test_family_trains_in_4bit_with_all_linear_lora(family, tmp_path):
     model = result.model
     base = model.get_base_model()
     assert base.config.model_type == family
+    assert base.config._attn_implementation == PACKED_SDPA  # packed rows attended per example, in every family
 
     # the loss falls: train logs and the evaluation before and after
     records = [json.loads(line) for line in (Path(loaded.recipe.output_dir) / "metrics.jsonl").read_text().splitlines()]
@@ -80,14 +83,17 @@ def test_family_trains_in_4bit_with_all_linear_lora(family, tmp_path):
     assert batched == [generate_ids(model, [one], pad, stop, generator.sampling)[0] for one in ids]
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager", PACKED_SDPA])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_packed_examples_stay_apart_in_each_family(family, attn):
-    """The packed collator's 4D block-diagonal mask and restarting positions work in every family:
-    each example in a packed row gets the logits it gets alone."""
+    """The packed collator's 4D block-diagonal mask and restarting positions work in every family, and so
+    does attention per example (one flattened row with the boundaries): each example in a packed row gets
+    the logits it gets alone."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from qlorafx.data.collate import COLLATORS, NUM_TOKENS
+    from qlorafx.data.collate import COLLATORS, NUM_TOKENS, ROW_TOKENS
+
+    packed_attention.register()
 
     fields = yaml.safe_load(FAMILIES[family][0])
     torch.manual_seed(0)
@@ -97,6 +103,7 @@ def test_packed_examples_stay_apart_in_each_family(family, attn):
     row = {"input_ids": first + second, "labels": first + second, "lengths": [len(first), len(second)]}
     batch = COLLATORS.get("packed")(0, attn)([row])
     del batch[NUM_TOKENS], batch["labels"]
+    batch.pop(ROW_TOKENS, None)
     with torch.no_grad():
         packed = model(**batch).logits[0]
         alone = [model(input_ids=torch.tensor([ids])).logits[0] for ids in (first, second)]

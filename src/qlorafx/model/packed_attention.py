@@ -55,15 +55,17 @@ def attention_forward(module, query, key, value, attention_mask, dropout: float 
     if not torch.equal(bounds, kwargs.pop("cu_seq_lens_k", bounds)) or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
         raise RuntimeError("packed attention: expected one row whose queries and keys share their boundaries")
     bounds = bounds.tolist()
+    lengths = [b - a for a, b in zip(bounds, bounds[1:])]
     window = kwargs.get("sliding_window")
-    longest = max(b - a for a, b in zip(bounds, bounds[1:]))
+    longest = max(lengths)
     if window is not None and longest > window:
         raise RuntimeError(f"packed attention: an example of {longest} tokens exceeds the sliding window ({window})")
     for name in ("max_length_q", "max_length_k", "position_ids", "sliding_window"):
         kwargs.pop(name, None)
-    pieces = [sdpa_attention_forward(module, query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], None,
-                                     dropout=dropout, scaling=scaling, is_causal=True, **kwargs)[0]
-              for a, b in zip(bounds, bounds[1:])]
+    # split, not sliced: the backward of a split is one concatenation, of N slices N full-size zero tensors
+    pieces = [sdpa_attention_forward(module, q, k, v, None, dropout=dropout, scaling=scaling, is_causal=True,
+                                     **kwargs)[0]
+              for q, k, v in zip(query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2))]
     return torch.cat(pieces, dim=1), None
 
 
