@@ -75,7 +75,7 @@ def estimate(recipe, shape: ModelShape, compute_dtype: str, device: str = "cpu")
     lora_saved = memory.lora_activations(shape, tokens, act, lora.dropout > 0, lora.use_dora, adapter)
 
     def moment(checkpointing: bool) -> memory.Moment:
-        return memory.backward_peak(shape, tokens, act, recipe.model.attn_implementation, lora_saved,
+        return memory.backward_peak(shape, tokens, act, shape.attention, lora_saved,
                                     compute if kbit else 0, checkpointing)
 
     return Estimate(

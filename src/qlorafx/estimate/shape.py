@@ -38,6 +38,7 @@ class ModelShape:
     vocab: int
     gated_mlp: bool
     packed_mask: bool
+    attention: str = "sdpa"  # the implementation training runs: the recipe's, or attention per packed example
     quantized: list[tuple[str, int, int]] = field(default_factory=list)  # (name, numel, out_features)
     other_params: int = 0  # parameters stored unquantized (embeddings, norms, head, biases)
     buffer_bytes: int = 0  # non-parameter tensors the model holds (e.g. rotary frequencies)
@@ -78,14 +79,16 @@ def model_shape(recipe, config) -> ModelShape:
     intermediate = getattr(text, "intermediate_size", None) or max(layer_shape(m)[1] for m in linears.values())
     leaves = {n.rsplit(".", 1)[-1] for n in linears}
     up_like = [m for n, m in linears.items() if layer_index(n) == 0 and layer_shape(m) == (h, intermediate)]
+    per_example = packed_attention.unsupported_reason(frame, recipe) is None
+    attention = packed_attention.NAME if per_example else recipe.model.attn_implementation
     shape = ModelShape(
         hidden=h, intermediate=intermediate, layers=text.num_hidden_layers, heads=heads,
         kv_heads=getattr(text, "num_key_value_heads", None) or heads,
         head_dim=getattr(text, "head_dim", None) or h // heads, vocab=text.vocab_size,
         gated_mlp=bool(leaves & {"gate_proj", "gate_up_proj", "w3"}) or len(up_like) >= 2,
         # flash attention and attention per packed example (model/packed_attention.py) take no mask
-        packed_mask=(recipe.data.packing and recipe.model.attn_implementation != "flash_attention_2"
-                     and packed_attention.unsupported_reason(frame, recipe) is not None),
+        packed_mask=recipe.data.packing and attention in ("sdpa", "eager"),
+        attention=attention,
     )
     quantized = quantized_layer_names(frame, recipe.quantization.bits)
     shape.quantized = [(n, m.weight.numel(), layer_shape(m)[1]) for n, m in frame.named_modules() if n in quantized]
