@@ -6,7 +6,9 @@ imported when a batch is built. Padding never carries loss.
 Packed rows must keep their examples apart. Measured with transformers 5 on CPU: with sdpa,
 restarting ``position_ids`` alone does NOT stop attention across examples (the model builds a
 cache in its forward, and transformers then ignores them for the mask); a 4D block-diagonal
-causal mask does (boolean for sdpa, additive float for eager). flash_attention_2 takes no 4D mask,
+causal mask does (boolean for sdpa, additive float for eager). Where the model attends each packed
+example alone (``PACKED_SDPA``, model/packed_attention.py) the micro-batch is flattened as for
+flash attention below, and no mask is made. flash_attention_2 takes no 4D mask,
 and reads restarting ``position_ids`` as boundaries only in a batch of ONE row (see
 ``_is_packed_sequence`` in transformers' modeling_flash_attention_utils): so for it the whole
 micro-batch is flattened into one row, padding-free, as transformers' DataCollatorWithFlattening

@@ -98,4 +98,5 @@ def use_for_packed_rows(model, recipe, log=print) -> str:
         return recipe.model.attn_implementation
     register()
     model.set_attn_implementation(NAME)
+    log("attention: sdpa over each packed example alone (one padding-free row per micro-batch)")
     return NAME
