@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from qlorafx.data.build import prepare
-from qlorafx.data.collate import COLLATORS, PACKED_SDPA
+from qlorafx.data.collate import COLLATORS, NUM_TOKENS, PACKED_SDPA, ROW_TOKENS
 from qlorafx.model import packed_attention
 from qlorafx.model.adapter import CHECKPOINTING
 from qlorafx.recipe.schema import Recipe
@@ -88,17 +88,54 @@ def test_attention_per_example_equals_the_block_diagonal_mask(tmp_path, byte_tok
     assert len(examples) > len(prepared.train)  # rows held several examples: the calls were not per row
 
 
-def test_a_packed_row_without_its_boundaries_is_refused(byte_tokenizer):
+def _tiny(model_type: str, vocab_size: int, **fields):
+    """A 2-layer model of another family, random weights, built from its config class."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model(model_type, vocab_size=vocab_size, hidden_size=64, intermediate_size=128,
+                                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                                  max_position_embeddings=512, pad_token_id=0, **fields)
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
+
+
+def test_a_model_that_drops_the_boundaries_attends_per_example_from_the_positions(byte_tokenizer):
+    """Nemotron's decoder layer hands its attention the positions but not the other keyword arguments (the
+    boundaries among them): the boundaries are then read from where the positions restart, as transformers' flash
+    attention reads them, and each example gets the logits it gets alone (this model was refused at its first step)."""
+    model = _tiny("nemotron", len(byte_tokenizer)).eval()
+    packed_attention.register()
+    assert packed_attention.unsupported_reason(model, _recipe_for(model)) is None
+    model.set_attn_implementation(PACKED_SDPA)
+    first, second, third = [5, 6, 7, 8, 9], [10, 11, 12], [13]
+    rows = [{"input_ids": first + second, "labels": first + second, "lengths": [5, 3]},
+            {"input_ids": third, "labels": third, "lengths": [1]}]
+    batch = COLLATORS.get("packed")(0, PACKED_SDPA)(rows)
+    for name in (NUM_TOKENS, ROW_TOKENS, "labels"):
+        batch.pop(name)
+    with torch.no_grad():
+        packed = model(**batch).logits[0]
+        model.set_attn_implementation("sdpa")
+        alone = torch.cat([model(input_ids=torch.tensor([ids])).logits[0] for ids in (first, second, third)])
+    torch.testing.assert_close(packed, alone, rtol=1e-5, atol=1e-5)
+
+
+def test_packed_rows_without_boundaries_that_cannot_be_read_are_refused(byte_tokenizer):
+    """Two rows whose positions restart, with no mask and no boundaries: one row's boundaries are not the other's,
+    and attended causally as they are, the examples would see each other."""
     model = _model(len(byte_tokenizer))
     packed_attention.register()
     model.set_attn_implementation(PACKED_SDPA)
     rows = [{"input_ids": [5, 6, 7, 8, 9], "labels": [-100, 6, 7, -100, 9], "lengths": [3, 2]}]
     batch = COLLATORS.get("packed")(0, PACKED_SDPA)(rows)
     assert batch["input_ids"].shape == (1, 5) and batch["cu_seq_lens_q"].tolist() == [0, 3, 5]
-    model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], attention_mask=batch["attention_mask"],
-          cu_seq_lens_q=batch["cu_seq_lens_q"], cu_seq_lens_k=batch["cu_seq_lens_k"])  # with them: fine
+    with_bounds = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                        attention_mask=batch["attention_mask"], cu_seq_lens_q=batch["cu_seq_lens_q"],
+                        cu_seq_lens_k=batch["cu_seq_lens_k"]).logits
+    from_positions = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
+    torch.testing.assert_close(from_positions, with_bounds)
     with pytest.raises(RuntimeError, match="reached attention without its boundaries"):
-        model(input_ids=batch["input_ids"], position_ids=batch["position_ids"])
+        model(input_ids=batch["input_ids"].repeat(2, 1), position_ids=batch["position_ids"].repeat(2, 1))
 
 
 def test_without_boundaries_the_examples_would_see_each_other(byte_tokenizer):
@@ -144,6 +181,27 @@ def test_where_the_block_diagonal_mask_stays(tmp_path, byte_tokenizer, change, r
     assert reason in packed_attention.unsupported_reason(model, recipe)
     logged = []
     assert packed_attention.use_for_packed_rows(model, recipe, logged.append) == recipe.model.attn_implementation
+    assert model.config._attn_implementation == "sdpa"
+
+
+def _recipe_for(model, tmp_path="/nonexistent") -> Recipe:
+    from pathlib import Path
+
+    return _recipe(Path(tmp_path))
+
+
+@pytest.mark.parametrize("model_type, fields, reason", [
+    # GPT-2's attention dropout is attn_pdrop (0.1 by default), BERT's attention_probs_dropout_prob
+    ("gpt2", {}, "applies dropout to its attention weights"),
+    ("bert", {"is_decoder": True}, "applies dropout to its attention weights"),
+    # linear-attention layers carry a state along the row: from one example into the next, whatever the attention
+    ("minimax", {"layer_types": ["linear_attention", "full_attention"]}, "linear_attention layers"),
+])
+def test_other_families_that_keep_the_block_diagonal_mask(byte_tokenizer, model_type, fields, reason):
+    model = _tiny(model_type, len(byte_tokenizer), **fields)
+    recipe = _recipe_for(model)
+    assert reason in (packed_attention.unsupported_reason(model, recipe) or "")
+    assert packed_attention.use_for_packed_rows(model, recipe, lambda *_: None) == "sdpa"
     assert model.config._attn_implementation == "sdpa"
 
 

@@ -19,6 +19,11 @@ from __future__ import annotations
 
 from qlorafx.data.collate import PACKED_SDPA as NAME
 
+# config fields holding the probability of dropout on the attention weights, across families
+ATTENTION_DROPOUT = ("attention_dropout", "attn_pdrop", "attention_probs_dropout_prob", "attn_dropout")
+# config.layer_types entries whose layers attend through the attention function (what the boundaries split)
+ATTENTION_LAYERS = {"full_attention", "sliding_attention"}
+
 
 def unsupported_reason(model, recipe) -> str | None:
     """Why this run keeps sdpa with the block-diagonal mask, or None when attention per example is exact."""
@@ -32,9 +37,15 @@ def unsupported_reason(model, recipe) -> str | None:
     # the model must thread the flash keyword arguments (the boundaries) through to its attention function
     if not (type(model)._supports_attention_backend and type(model)._supports_flash_attn and type(model)._supports_sdpa):
         return f"{type(model).__name__} does not pass variable-length boundaries to its attention function"
-    if getattr(config, "attention_dropout", 0.0):
-        # one sdpa call per example draws other random numbers than one over the row: same distribution, other values
+    # one sdpa call per example draws other random numbers than one over the row: same distribution, other values
+    # (families name the probability differently: GPT-2's attn_pdrop is 0.1 by default, BERT's the last)
+    if any(getattr(config, name, None) for name in ATTENTION_DROPOUT):
         return "the model applies dropout to its attention weights"
+    # a recurrent or convolutional layer (a linear attention, Mamba, a short convolution) carries its state along
+    # the flattened row, from one example into the next and across the micro-batch's rows: only attention is split
+    mixers = sorted(set(getattr(config, "layer_types", None) or ()) - ATTENTION_LAYERS)
+    if mixers:
+        return f"the model has {', '.join(map(str, mixers))} layers, which no attention boundary splits"
     window = getattr(config, "sliding_window", None)
     if window is not None and window < recipe.data.max_length:
         return f"the model's sliding window ({window}) is shorter than data.max_length ({recipe.data.max_length})"
@@ -48,6 +59,8 @@ def attention_forward(module, query, key, value, attention_mask, dropout: float 
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     bounds = kwargs.pop("cu_seq_lens_q", None)
+    if bounds is None:
+        bounds = _bounds_from_positions(query, key, attention_mask, kwargs.get("position_ids"))
     if bounds is None:
         _refuse_lost_boundaries(query, attention_mask, kwargs.get("position_ids"))
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
@@ -67,6 +80,20 @@ def attention_forward(module, query, key, value, attention_mask, dropout: float 
                                      **kwargs)[0]
               for q, k, v in zip(query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2))]
     return torch.cat(pieces, dim=1), None
+
+
+def _bounds_from_positions(query, key, attention_mask, position_ids):
+    """The boundaries of a flattened row whose model handed its attention the positions but not the other keyword
+    arguments (Nemotron's decoder layer): where the positions restart, read as transformers' flash attention reads
+    them (one row, no mask, its own keys). None for anything else (generation, a padded batch, one sequence)."""
+    from transformers.modeling_flash_attention_utils import _is_packed_sequence, prepare_fa_kwargs_from_position_ids
+
+    if (attention_mask is not None or position_ids is None or position_ids.dim() != 2
+            or query.shape[0] != 1 or query.shape[2] != key.shape[2] or position_ids.shape[-1] != query.shape[2]
+            or not _is_packed_sequence(position_ids, 1)):
+        return None
+    (bounds, _), _ = prepare_fa_kwargs_from_position_ids(position_ids)
+    return bounds
 
 
 def _refuse_lost_boundaries(query, attention_mask, position_ids) -> None:
