@@ -11,7 +11,9 @@ pipeline in 4 bits (NF4, double quantization, bf16 compute), LoRA r 16 on all li
 (../shared/data, else the quickstart data) through the byte tokenizer, max length 2048, packed.
 Each mode trains in its own process through qlorafx's real pipeline (`train()`):
   - full: the head over every position (the Trainer's loss path before issue 15),
-  - labelled: the head and the loss at labelled positions only (qlorafx's default).
+  - unfused: the head at labelled positions only, then the model's own loss,
+  - labelled: the head's product fused with the loss at labelled positions, chunk by chunk (qlorafx's
+    default): the N x vocabulary logits are never held.
 It reports, per mode, the mean step time after the warm-up steps, tokens and loss-carrying tokens
 per second, the peak memory (torch.cuda.max_memory_allocated; peak RSS on CPU) and the logged losses,
 which must agree between the modes (bf16 rounding). Exit code 0 when they do; on a GPU the table is
@@ -84,7 +86,7 @@ def recipe(run_dir: Path, base: Path, shape: str, args) -> dict:
 
 
 def one_mode(mode: str, base: Path, shape: str, args) -> dict:
-    """Train in this process with the head over every position (full) or at labelled positions."""
+    """Train in this process with the head over every position (full) or at labelled positions (unfused, labelled)."""
     import torch
     from transformers import TrainerCallback
 
@@ -93,10 +95,9 @@ def one_mode(mode: str, base: Path, shape: str, args) -> dict:
 
     from qlorafx.finetune import train
     from qlorafx.recipe.load import load_recipe
-    if mode == "full":
-        from full_head import use_full_head  # bench/, this script's folder
+    from full_head import use_head  # bench/, this script's folder
 
-        use_full_head()
+    use_head(mode)
     gpu = torch.cuda.is_available()
     sync = torch.cuda.synchronize if gpu else (lambda: None)
 
@@ -152,7 +153,7 @@ def main() -> int:
     parser.add_argument("--max-length", type=int, default=None)
     parser.add_argument("--examples", type=int, default=2000)
     parser.add_argument("--layers", type=int, help="fewer decoder layers than the shape's (same head), to save time")
-    parser.add_argument("--mode", choices=["full", "labelled"], help=argparse.SUPPRESS)  # one process per mode
+    parser.add_argument("--mode", choices=["full", "unfused", "labelled"], help=argparse.SUPPRESS)  # one process per mode
     parser.add_argument("--base", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     shape = "tiny" if args.tiny else "8b"
@@ -173,7 +174,7 @@ def main() -> int:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         base = build_base(Path(tmp) / "base", shape, args.layers)
-        for mode in ("full", "labelled"):
+        for mode in ("full", "unfused", "labelled"):
             argv = [sys.executable, __file__, "--mode", mode, "--base", str(base), "--steps", str(args.steps),
                     "--warmup", str(args.warmup), "--micro-batch", str(args.micro_batch), "--max-length",
                     str(args.max_length), "--examples", str(args.examples), *(["--tiny"] if args.tiny else [])]
@@ -183,20 +184,23 @@ def main() -> int:
                 print(done.stderr[-4000:], file=sys.stderr)
                 return 1
             results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
-    full, labelled = results["full"], results["labelled"]
-    agree = len(full["losses"]) == len(labelled["losses"]) and all(
-        abs(a - b) <= LOSS_AGREEMENT * abs(a) for a, b in zip(full["losses"], labelled["losses"]))
+    full, unfused, labelled = results["full"], results["unfused"], results["labelled"]
+    agree = all(len(full["losses"]) == len(r["losses"]) and all(
+        abs(a - b) <= LOSS_AGREEMENT * abs(a) for a, b in zip(full["losses"], r["losses"])) for r in (unfused, labelled))
     unit = "GiB (cuda max allocated)" if full["device"] != "cpu" else "GiB (peak RSS)"
     layers = f", {args.layers} layers" if args.layers else ""
     lines = [f"## {date.today()}, {full['device']}, shape {shape}{layers}, micro-batch {args.micro_batch} x {args.max_length} "
              f"tokens packed, {args.steps} steps ({args.warmup} warm-up)", "",
              f"| head | s / step | tokens/s | loss tokens/s | peak {unit} |", "|---|---:|---:|---:|---:|"]
-    for name, r in (("every position (before)", full), ("labelled positions only (after)", labelled)):
+    for name, r in (("every position (before)", full), ("labelled positions only, then the loss", unfused),
+                    ("labelled positions only, fused with the loss (after)", labelled)):
         lines.append(f"| {name} | {r['step_s']:.3f} | {r['tokens_per_s']:.0f} | {r['loss_tokens_per_s']:.0f} | "
                      f"{r['peak_gib']:.2f} |")
     lines += ["", f"speed-up {full['step_s'] / labelled['step_s']:.2f}x, peak memory {labelled['peak_gib'] / full['peak_gib']:.2f}x; "
               f"logged losses {'agree' if agree else 'DIFFER'}: full {[round(x, 4) for x in full['losses']]}, "
-              f"labelled {[round(x, 4) for x in labelled['losses']]}", ""]
+              f"unfused {[round(x, 4) for x in unfused['losses']]}, labelled {[round(x, 4) for x in labelled['losses']]}; "
+              f"fused against unfused: {unfused['step_s'] / labelled['step_s']:.2f}x speed, "
+              f"{labelled['peak_gib'] / unfused['peak_gib']:.2f}x peak memory", ""]
     print("\n".join(lines))
     if full["device"] != "cpu" and not args.tiny:
         with (ROOT / "bench" / "RESULTS-gpu.md").open("a") as f:

@@ -1,11 +1,13 @@
 """Where one training step's time goes, on the bench's reference set-up (bench/common.py).
 
-    .venv/bin/python bench/profile_step.py [--padded] [--steps N] [--full-head]
+    .venv/bin/python bench/profile_step.py [--padded] [--steps N] [--full-head | --unfused]
 
 Runs qlorafx's own pipeline (`train()`, packed unless --padded) and profiles N optimizer steps after
 two warm-up steps with torch.profiler. Prints the time by kind (4-bit dequantization, matrix products,
 the loss's softmax, attention, the optimizer, fetching and collating batches, ...) and the top
-operators. --full-head profiles the output head over every position (the computation before issue 15).
+operators. --full-head profiles the output head over every position (the computation before issue 15);
+--unfused the head at labelled positions with the model's own loss after it (the head's product not fused
+with the loss).
 The summary of a run is kept in bench/PROFILE.md.
 """
 
@@ -21,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from full_head import use_full_head  # noqa: E402
+from full_head import use_head  # noqa: E402
 from setups import qlorafx_recipe  # noqa: E402
 
 WARM_UP = 2
@@ -45,7 +47,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--padded", action="store_true")
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--full-head", action="store_true", help="the head over every position (before issue 15)")
+    paths = parser.add_mutually_exclusive_group()
+    paths.add_argument("--full-head", action="store_true", help="the head over every position (before issue 15)")
+    paths.add_argument("--unfused", action="store_true", help="the head at labelled positions, not fused with the loss")
     parser.add_argument("--shapes", action="store_true", help="also list the top operators by input shape")
     args = parser.parse_args()
     common.threads()
@@ -56,8 +60,8 @@ def main() -> int:
     from qlorafx.recipe.load import load_recipe
     train = common.finetune_module().train
 
-    if args.full_head:
-        use_full_head()
+    head = "full" if args.full_head else "unfused" if args.unfused else "labelled"
+    use_head(head)
 
     prof = profile(activities=[ProfilerActivity.CPU], record_shapes=args.shapes)
 
@@ -84,7 +88,9 @@ def main() -> int:
         kind = next((k for k, needles in KINDS if any(n in e.key for n in needles)), "other (python, autograd glue)")
         by_kind[kind] += e.self_cpu_time_total / args.steps
     mode = "padded" if args.padded else "packed"
-    print(f"## {mode}, head {'over every position' if args.full_head else 'at labelled positions only'}: "
+    described = {"full": "over every position", "unfused": "at labelled positions only, then the model's loss",
+                 "labelled": "at labelled positions only, fused with the loss"}[head]
+    print(f"## {mode}, head {described}: "
           f"{step_us / 1e6:.3f} s of CPU time per step (self time summed over {args.steps} steps, "
           f"{torch.get_num_threads()} threads)\n")
     print("| kind | s / step | share |\n|---|---:|---:|")

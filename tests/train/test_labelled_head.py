@@ -54,9 +54,14 @@ def _rows_the_head_saw(trainer):
     return seen, handle
 
 
-def _step(trainer, full: bool):
-    """Two micro-batches through Trainer.training_step with the Trainer's own token count."""
-    trainer.head_only_where_loss = not full
+PATHS = ("full", "labelled", "fused")  # the head over every position; at labelled ones; fused with the loss there
+
+
+def _step(trainer, path: str, count: bool = True):
+    """Two micro-batches through Trainer.training_step with the Trainer's own token count (or, ``count``
+    False, none: then each micro-batch's loss is its mean, divided by grad_accum)."""
+    trainer.head_only_where_loss = path != "full"
+    trainer.fuse_head_with_loss = path == "fused"
     # what Trainer.train sets before its steps: T5's per-micro-batch mean is divided by it
     trainer.current_gradient_accumulation_steps = trainer.args.gradient_accumulation_steps
     model = trainer.model
@@ -66,7 +71,7 @@ def _step(trainer, full: bool):
     batches, num_items = trainer.get_batch_samples(iter(trainer.get_train_dataloader()), 2, trainer.args.device)
     seen, handle = _rows_the_head_saw(trainer)
     try:
-        losses = [float(trainer.training_step(model, dict(b), num_items)) for b in batches]
+        losses = [float(trainer.training_step(model, dict(b), num_items if count else None)) for b in batches]
     finally:
         handle.remove()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
@@ -78,22 +83,29 @@ def _targets(batch, encoder_decoder: bool) -> int:
     return int((labels != IGNORE_INDEX).sum())
 
 
-def _assert_same(trainer, encoder_decoder=False, shortcut_expected=True):
-    full_losses, full_grads, full_seen, batches = _step(trainer, full=True)
-    losses, grads, seen, same_batches = _step(trainer, full=False)
-    assert all(torch.equal(a["labels"], b["labels"]) for a, b in zip(batches, same_batches))
+def _assert_same(trainer, encoder_decoder=False, shortcut_expected=True, fused_expected=False, count=True):
+    """Loss and every trained gradient of the labelled and fused paths equal the full path's; each path's
+    head saw the rows it should (fused: none, the product is taken inside the loss), so that a fallback
+    cannot pass for the path under test."""
+    full_losses, full_grads, full_seen, batches = _step(trainer, "full", count)
     # the full path projects every position; the shortcut only the positions with a target
     assert full_seen == [b["labels"].numel() for b in batches]
-    if shortcut_expected:
-        assert seen == [_targets(b, encoder_decoder) for b in batches]
-        assert all(0 < s < f for s, f in zip(seen, full_seen)), (seen, full_seen)
-    else:
-        assert seen == full_seen
-    assert losses == pytest.approx(full_losses, rel=1e-5) and all(l > 0 for l in losses)
-    assert grads.keys() == full_grads.keys() and len(grads) >= 6
-    for name, g in full_grads.items():
-        assert g.abs().sum() > 0, name
-        assert torch.allclose(grads[name], g, rtol=1e-4, atol=1e-6), (name, (grads[name] - g).abs().max())
+    for path in PATHS[1:]:
+        losses, grads, seen, same_batches = _step(trainer, path, count)
+        assert all(torch.equal(a["labels"], b["labels"]) for a, b in zip(batches, same_batches))
+        if not shortcut_expected:
+            assert seen == full_seen
+        elif path == "fused" and fused_expected:
+            assert seen == [0] * len(batches)
+        else:
+            assert seen == [_targets(b, encoder_decoder) for b in batches]
+            assert all(0 < s < f for s, f in zip(seen, full_seen)), (seen, full_seen)
+        assert losses == pytest.approx(full_losses, rel=1e-5) and all(l > 0 for l in losses), (path, losses)
+        assert grads.keys() == full_grads.keys() and len(grads) >= 6
+        for name, g in full_grads.items():
+            assert g.abs().sum() > 0, name
+            assert torch.allclose(grads[name], g, rtol=1e-4, atol=1e-6), (path, name, (grads[name] - g).abs().max())
+    assert (labelled_head.fused_path_reason(trainer.model) is None) == fused_expected  # the model is training here
     # the evaluation loss (the Trainer's prediction_step with its own token count) too
     trainer.head_only_where_loss = False
     full_eval = trainer.evaluate()["eval_loss"]
@@ -102,11 +114,14 @@ def _assert_same(trainer, encoder_decoder=False, shortcut_expected=True):
 
 
 @pytest.mark.parametrize("packing", [True, False], ids=["packed", "padded"])
-def test_causal_loss_and_lora_gradients_equal_the_full_head(tmp_path, packing):
+@pytest.mark.parametrize("count", [True, False], ids=["token-count", "no-count"])
+def test_causal_loss_and_lora_gradients_equal_the_full_head(tmp_path, packing, count):
+    """Fused and unfused at labelled positions, against every position; with the Trainer's token count of
+    both micro-batches (a sum divided by it) and without (each micro-batch's mean, divided by grad_accum)."""
     trainer = _trainer(tiny_recipe(tmp_path), [f"data.packing={str(packing).lower()}"], tmp_path)
     assert trainer.model_accepts_loss_kwargs  # the loss is a sum over the token count of both micro-batches
     assert labelled_head.full_path_reason(trainer.model) is None
-    _assert_same(trainer)
+    _assert_same(trainer, fused_expected=True, count=count)
 
 
 def test_t5_loss_and_lora_gradients_equal_the_full_head(tmp_path):
@@ -137,7 +152,7 @@ def test_lora_on_the_head_with_dropout_takes_the_full_path(tmp_path):
     trainer = _trainer(tiny_recipe(tmp_path), overrides, tmp_path, wrap=lambda m: wrap(m, 0.1))
     trainer.model.train()
     assert "dropout" in labelled_head.full_path_reason(trainer.model)
-    _, _, seen, batches = _step(trainer, full=False)
+    _, _, seen, batches = _step(trainer, "fused")
     assert seen == [b["labels"].numel() for b in batches]
     trainer.model.eval()  # no dropout while evaluating: exact again
     assert labelled_head.full_path_reason(trainer.model) is None
@@ -173,3 +188,99 @@ def test_evaluation_with_metrics_sees_every_positions_logits(tmp_path):
     trainer.compute_metrics = metrics
     trainer.evaluate()
     assert shapes and all(logits == labels for logits, labels in shapes), shapes
+
+
+def _post_processing_recipe(tmp_path, model_type: str):
+    """The tiny recipe on an architecture whose forward changes the logits after the head."""
+    configs = {"granite": "model_type: granite, logits_scaling: 4.0",  # logits / 4
+               "gemma2": "model_type: gemma2, head_dim: 32, final_logit_softcapping: 2.0"}  # 2 tanh(logits / 2)
+    path = tiny_recipe(tmp_path)
+    path.write_text(path.read_text().replace("model_type: llama", configs[model_type]))
+    return path
+
+
+@pytest.mark.parametrize("model_type", ["granite", "gemma2"])
+def test_a_model_that_changes_its_logits_after_the_head_is_not_fused_and_still_exact(tmp_path, model_type):
+    eager = ["model.attn_implementation=eager"] if model_type == "gemma2" else []  # gemma2 has no sdpa attention
+    trainer = _trainer(_post_processing_recipe(tmp_path, model_type), ["data.packing=true", *eager], tmp_path)
+    trainer.model.train()
+    field = {"granite": "logits_scaling", "gemma2": "final_logit_softcapping"}[model_type]
+    assert field in labelled_head.fused_path_reason(trainer.model)
+    _assert_same(trainer, fused_expected=False)  # the fused setting falls back to the unfused labelled head
+
+
+def test_logits_changed_after_the_head_unforeseen_are_an_error_not_another_loss(tmp_path, monkeypatch):
+    """What the config check cannot see: Granite with its logits_scaling unlisted, and a forward hook
+    that scales the head's output. The loss function sees logits that are not the head's own output and
+    raises, naming the model, rather than return the loss of unscaled logits."""
+    trainer = _trainer(_post_processing_recipe(tmp_path, "granite"), ["data.packing=false"], tmp_path)
+    batch = next(iter(trainer.get_train_dataloader()))
+    monkeypatch.setattr(labelled_head, "LOGIT_POSTPROCESSING", ())
+    trainer.model.train()
+    assert labelled_head.fused_path_reason(trainer.model) is None
+    with pytest.raises(RuntimeError, match="GraniteForCausalLM changed its logits between its output head and its loss"):
+        trainer.compute_loss(trainer.model, dict(batch))
+
+    trainer = _trainer(tiny_recipe(tmp_path), ["data.packing=false"], tmp_path)
+    trainer.model.train()
+    head = trainer.model.get_base_model().get_output_embeddings()
+    handle = head.register_forward_hook(lambda _module, _args, logits: logits * 2)
+    try:
+        with pytest.raises(RuntimeError, match="LlamaForCausalLM changed its logits"):
+            trainer.compute_loss(trainer.model, dict(batch))
+    finally:
+        handle.remove()
+    # the model's own loss function is back after the error, and the fused path runs again without the hook
+    assert "_loss_function" not in trainer.model.get_base_model().__dict__
+    assert float(trainer.compute_loss(trainer.model, dict(batch))) > 0
+
+
+def test_a_micro_batch_with_no_target_has_loss_0_through_the_fused_loss(tmp_path):
+    """Every label masked (a response cut away by max_length): 0 targets, the Trainer's count clamped to 1,
+    a loss of 0 and zero gradients rather than 0/0; the micro-batch beside it trains as on the full path."""
+    trainer = _trainer(tiny_recipe(tmp_path), ["data.packing=true"], tmp_path)
+    trainer.current_gradient_accumulation_steps = trainer.args.gradient_accumulation_steps
+    model = trainer.model
+    model.train()
+    batches, num_items = trainer.get_batch_samples(iter(trainer.get_train_dataloader()), 2, trainer.args.device)
+    empty = {**batches[0], "labels": torch.full_like(batches[0]["labels"], IGNORE_INDEX)}
+    assert labelled_head.fused_path_reason(model) is None
+    seen, handle = _rows_the_head_saw(trainer)
+    try:
+        model.zero_grad()
+        assert float(trainer.training_step(model, dict(empty), torch.tensor(0))) == 0.0
+        grads = [p.grad for p in model.parameters() if p.requires_grad]
+        assert len(grads) >= 6 and all(g is not None and torch.equal(g, torch.zeros_like(g)) for g in grads)
+        fused = float(trainer.training_step(model, dict(batches[1]), num_items))
+    finally:
+        handle.remove()
+    assert seen == [0, 0]  # both through the fused loss
+    trainer.head_only_where_loss = False
+    model.zero_grad()
+    assert fused == pytest.approx(float(trainer.training_step(model, dict(batches[1]), num_items)), rel=1e-5)
+
+
+def test_under_bfloat16_autocast_the_fused_products_run_in_bfloat16_as_the_heads_do(tmp_path):
+    """Mixed precision (a GPU run's bf16): the Trainer's step under autocast, as accelerate runs the forward.
+    The fused products run in bfloat16 like the plain head's, on the logits' gradient already divided by the
+    token count as the plain backward divides it, so bfloat16 rounds the same numbers: the loss and every
+    gradient equal the full and unfused paths' to float32 rounding (measured: bitwise equal gradients),
+    where the products in float32 would differ by about 2% (checked below, so the tolerance means something)."""
+    trainer = _trainer(tiny_recipe(tmp_path), ["data.packing=true"], tmp_path)
+    results = {}
+    for path in PATHS:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            results[path] = _step(trainer, path)
+    assert results["fused"][2] == [0, 0]  # the fused path was taken
+
+    def largest_difference(grads, reference):
+        return max(float((grads[n] - g).norm() / g.norm()) for n, g in reference.items())
+
+    full_losses, full_grads = results["full"][:2]
+    for path in PATHS[1:]:
+        losses, grads = results[path][:2]
+        assert losses == pytest.approx(full_losses, rel=1e-5), path
+        assert largest_difference(grads, full_grads) < 1e-5, path
+    float32_losses, float32_grads = _step(trainer, "fused")[:2]  # no autocast: the products in float32
+    assert float32_losses != pytest.approx(full_losses, rel=1e-5)
+    assert largest_difference(float32_grads, full_grads) > 1e-3

@@ -87,6 +87,9 @@ def _token_counting_trainer():
         # off only to compare against the full computation (tests, bench/gpu_head.py); it never
         # changes what is computed, only the time and memory it takes
         head_only_where_loss = True
+        # the head's product and the loss fused, chunk by chunk, where that is exact (labelled_head.fused_path_reason);
+        # off only to compare against the unfused head at labelled positions (tests, bench/profile_step.py --unfused)
+        fuse_head_with_loss = True
 
         def create_accelerator_and_postprocess(self):
             super().create_accelerator_and_postprocess()
@@ -165,7 +168,9 @@ def _token_counting_trainer():
                     or self.compute_loss_func is not None or logits_read
                     or labelled_head.full_path_reason(unwrapped)):
                 return super().compute_loss(model, inputs, *args, **kwargs)
-            with labelled_head.labelled_positions_only(unwrapped, inputs) as kept:
+            fused = self.fuse_head_with_loss and labelled_head.fused_path_reason(
+                unwrapped, sharded=self.is_fsdp_enabled, float16=self.args.fp16) is None
+            with labelled_head.labelled_positions_only(unwrapped, inputs, fused=fused) as kept:
                 return super().compute_loss(model, kept, *args, **kwargs)
 
     return TokenCountingTrainer
