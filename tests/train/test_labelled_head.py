@@ -232,7 +232,7 @@ def test_logits_changed_after_the_head_unforeseen_are_an_error_not_another_loss(
         handle.remove()
     # the model's own loss function is back after the error, and the fused path runs again without the hook
     assert "_loss_function" not in trainer.model.get_base_model().__dict__
-    assert float(trainer.compute_loss(trainer.model, dict(batch))) > 0
+    assert float(trainer.compute_loss(trainer.model, dict(batch)).detach()) > 0
 
 
 def test_a_micro_batch_with_no_target_has_loss_0_through_the_fused_loss(tmp_path):

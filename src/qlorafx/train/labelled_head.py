@@ -68,7 +68,6 @@ def full_path_reason(model) -> str | None:
     return None
 
 
-
 # config fields that make a causal LM's forward change its logits between the head and the loss (found in
 # transformers 5.24's ForCausalLM forwards): the fused loss never forms the logits, so these keep the unfused
 # path. A model that changes them in a way no field names (chameleon masks image tokens, for one) is caught
@@ -135,6 +134,8 @@ def labelled_positions_only(model, inputs: dict, fused: bool = False):
     labels = inputs["labels"]
     inputs = dict(inputs)
     if is_encoder_decoder(base.config):
+        if fused:
+            raise ValueError("the head and the loss are fused for causal LMs only (ForCausalLMLoss)")
         targets = labels  # the decoder's position t predicts labels[t]
         if inputs.get("decoder_input_ids") is None and inputs.get("decoder_inputs_embeds") is None:
             inputs["decoder_input_ids"] = base.prepare_decoder_input_ids_from_labels(labels=labels)
