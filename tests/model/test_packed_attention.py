@@ -205,6 +205,21 @@ def test_other_families_that_keep_the_block_diagonal_mask(byte_tokenizer, model_
     assert model.config._attn_implementation == "sdpa"
 
 
+def test_a_composite_model_is_judged_by_its_language_model(tmp_path):
+    """A model whose config holds its language model's in a sub-config (Gemma 4's assistant: text_config, with a
+    sliding window of 1024) is judged by that one: its top-level config has no sliding window to read."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model("gemma4_unified_assistant")
+    with torch.device("meta"):  # the class and its config are what is judged; no weight is needed
+        model = AutoModelForCausalLM.from_config(config)
+    window = config.get_text_config().sliding_window
+    assert getattr(config, "sliding_window", None) is None and window < 2048
+    recipe = _recipe(tmp_path).model_copy(update={"data": _recipe(tmp_path).data.model_copy(update={"max_length": 2048})})
+    assert f"sliding window ({window}) is shorter than data.max_length (2048)" in (
+        packed_attention.unsupported_reason(model, recipe) or "")
+
+
 def test_a_llama_with_packed_data_attends_per_example(tmp_path, byte_tokenizer):
     model = _model(len(byte_tokenizer), sliding_window=None)
     assert packed_attention.use_for_packed_rows(model, _recipe(tmp_path), print) == PACKED_SDPA

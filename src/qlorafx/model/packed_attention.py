@@ -34,6 +34,9 @@ def unsupported_reason(model, recipe) -> str | None:
         return f"model.attn_implementation is {recipe.model.attn_implementation}, not sdpa"
     if config.is_encoder_decoder:
         return "an encoder-decoder is not packed"
+    # the language model's own config: a composite model (Gemma 3n, Gemma 4's assistant) keeps its window,
+    # dropout and layer types in text_config, and has none of them at the top
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
     # the model must thread the flash keyword arguments (the boundaries) through to its attention function
     if not (type(model)._supports_attention_backend and type(model)._supports_flash_attn and type(model)._supports_sdpa):
         return f"{type(model).__name__} does not pass variable-length boundaries to its attention function"
