@@ -205,6 +205,37 @@ def test_other_families_that_keep_the_block_diagonal_mask(byte_tokenizer, model_
     assert model.config._attn_implementation == "sdpa"
 
 
+@pytest.mark.parametrize("window, kept", [(4 * 64 + 1, None), (4 * 64, "sliding window (256) is no longer than")],
+                         ids=["window-holds-the-flattened-row", "window-shorter-than-the-flattened-row"])
+def test_no_mask_is_built_over_the_flattened_row(tmp_path, byte_tokenizer, monkeypatch, window, kept):
+    """Mistral's layers all slide. Once the flattened micro-batch (micro_batch_size x max_length tokens) reaches the
+    window, transformers builds its sliding mask over the whole row, (b s)^2 values that attention per example never
+    reads (b times the block-diagonal masks' b s^2; 4 GiB at 16 x 4096 under Mistral's window of 4096), where the
+    estimate counts none: such a run keeps the block-diagonal mask. Under the window, no mask is built at all."""
+    from transformers import MistralConfig, MistralForCausalLM, masking_utils
+
+    recipe = _recipe(tmp_path)
+    recipe = recipe.model_copy(update={"data": recipe.data.model_copy(update={"max_length": 64})})
+    torch.manual_seed(0)
+    model = MistralForCausalLM(MistralConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        vocab_size=len(byte_tokenizer), sliding_window=window)).train()
+    reason = packed_attention.unsupported_reason(model, recipe)
+    assert (reason is None) if kept is None else (kept in (reason or ""))
+    attention = packed_attention.use_for_packed_rows(model, recipe, lambda *_: None)
+    built = []  # the masks transformers builds for the forward below
+    for name in ("sdpa", PACKED_SDPA):
+        real = masking_utils.ALL_MASK_ATTENTION_FUNCTIONS[name]
+        monkeypatch.setitem(masking_utils.ALL_MASK_ATTENTION_FUNCTIONS._global_mapping, name,
+                            lambda *a, real=real, **kw: built.append(real(*a, **kw)) or built[-1])
+    ids = list(range(5, 65))  # four rows of two 30-token examples: 240 tokens flattened
+    batch = COLLATORS.get("packed")(0, attention)([{"input_ids": ids, "labels": ids, "lengths": [30, 30]}] * 4)
+    for name in (NUM_TOKENS, ROW_TOKENS):
+        batch.pop(name, None)
+    model(**batch)
+    assert all(mask is None for mask in built)  # the block-diagonal mask comes from the collator, built already
+
+
 def test_a_composite_model_is_judged_by_its_language_model(tmp_path):
     """A model whose config holds its language model's in a sub-config (Gemma 4's assistant: text_config, with a
     sliding window of 1024) is judged by that one: its top-level config has no sliding window to read."""

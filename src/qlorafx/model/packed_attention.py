@@ -52,6 +52,13 @@ def unsupported_reason(model, recipe) -> str | None:
     window = getattr(config, "sliding_window", None)
     if window is not None and window < recipe.data.max_length:
         return f"the model's sliding window ({window}) is shorter than data.max_length ({recipe.data.max_length})"
+    # a flattened micro-batch that reaches the window makes transformers build its sliding mask over the whole row:
+    # (b s)^2 values, b times the block-diagonal masks', that attention per example would never read
+    flattened = recipe.training.micro_batch_size * recipe.data.max_length
+    if window is not None and window <= flattened:
+        return (f"the model's sliding window ({window}) is no longer than a flattened micro-batch "
+                f"(training.micro_batch_size x data.max_length = {flattened} tokens), over which transformers "
+                "would build a mask")
     return None
 
 
