@@ -14,7 +14,7 @@ is what is differentiated, as the Trainer's is with a token count).
 
 The plain head keeps N x vocabulary logits in the compute dtype and their float32 log-softmax for
 backward, and forms the same again as the logits' gradient: on a GPU with a 128k vocabulary the largest
-tensors of a step. Here a chunk's float32 logits (``rows_per_chunk``) are the largest.
+tensors of a step. Here a chunk's float32 logits (``rows_per_chunk``) are the largest, two at a time at most.
 
 Mixed precision: ``dtype`` is the dtype the head's own product gives in this context (under autocast,
 autocast's dtype), and both products run in it, as the plain head's forward and backward do; the
@@ -51,12 +51,13 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
             for start in range(0, hidden.shape[0], rows):
                 chunk = hidden[start:start + rows].to(dtype)
                 target = targets[start:start + rows, None]
-                log_probabilities = torch.log_softmax(torch.nn.functional.linear(chunk, weight).float(), dim=-1)
-                total -= log_probabilities.gather(1, target).sum()
+                # cross_entropy's own steps: log_softmax, then the negative log-likelihood of the targets
+                values = torch.log_softmax(torch.nn.functional.linear(chunk, weight).float(), dim=-1)
+                total -= values.gather(1, target).sum()
                 if want_grad:  # (softmax - one-hot) x scale, in place of the log-probabilities
-                    logits_grad = log_probabilities.exp_().mul_(scale)
-                    logits_grad.scatter_add_(1, target, (-scale).expand(target.shape))
-                    grad[start:start + rows] = torch.mm(logits_grad.to(dtype), weight)
+                    values.exp_().mul_(scale).scatter_add_(1, target, (-scale).expand(target.shape))
+                    grad[start:start + rows] = torch.mm(values.to(dtype), weight)
+                del values  # before the next chunk's logits: two chunks' worth at a time, not three
         ctx.save_for_backward(grad)
         return total / divisor
 
