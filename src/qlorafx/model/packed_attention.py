@@ -108,7 +108,8 @@ def _bounds_from_positions(query, key, attention_mask, position_ids):
 
 def _refuse_lost_boundaries(query, attention_mask, position_ids) -> None:
     """A row whose positions restart holds several examples: attended with no mask and no boundaries, they
-    would see each other. That happens only if a model drops the boundaries on the way down: refuse it."""
+    would see each other. That happens only if a model drops the boundaries on the way down and the positions
+    cannot give them (``_bounds_from_positions``: not one row attending its own keys): refuse it."""
     if attention_mask is not None or position_ids is None or query.shape[2] < 2:
         return
     if bool((position_ids[..., 1:] <= position_ids[..., :-1]).any()):
