@@ -149,9 +149,25 @@ def _limit_source(config, limit: int) -> str:
     return "max_position_embeddings" if limit == own else f"max_position_embeddings {own}, stretched by its RoPE scaling"
 
 
+# config.layer_types entries that attend (a mask keeps packed examples apart there) or mix nothing along the sequence
+MASKABLE_LAYERS = {"full_attention", "sliding_attention", "chunked_attention", "attention", "mlp", "moe"}
+
+
+def recurrent_layers(config) -> list[str]:
+    """The layer types of ``config`` that carry a state along the sequence (linear attention, Mamba, hybrid
+    blocks): no attention mask reaches them, so packed examples would read each other through them."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return sorted(set(map(str, getattr(text, "layer_types", None) or ())) - MASKABLE_LAYERS)
+
+
 def recipe_fits_config(recipe, config) -> list[ConfigProblem]:
     """Recipe settings that this model cannot honour, found from its config alone."""
     problems = []
+    recurrent = recurrent_layers(config)
+    if recipe.data.packing and recurrent and not getattr(config, "is_encoder_decoder", False):
+        problems.append(ConfigProblem("data.packing", (
+            f"true, but this {config.model_type} model has {', '.join(recurrent)} layers, which carry their state "
+            "from one packed example into the next (no attention mask reaches them); set data.packing: false")))
     limit = position_limit(config)
     if limit is not None and recipe.data.max_length > limit:
         problems.append(ConfigProblem("data.max_length", (
