@@ -255,3 +255,20 @@ def test_a_llama_with_packed_data_attends_per_example(tmp_path, byte_tokenizer):
     model = _model(len(byte_tokenizer), sliding_window=None)
     assert packed_attention.use_for_packed_rows(model, _recipe(tmp_path), print) == PACKED_SDPA
     assert model.config._attn_implementation == PACKED_SDPA
+
+
+def test_the_boundaries_are_read_once_per_forward_not_once_per_layer(byte_tokenizer, monkeypatch):
+    """On a GPU each read of the boundaries into Python waits for the device: once per forward, not per layer."""
+    model = _model(len(byte_tokenizer))  # 2 layers
+    packed_attention.register()
+    model.set_attn_implementation(PACKED_SDPA)
+    rows = [{"input_ids": [5, 6, 7, 8, 9], "labels": [-100, 6, 7, -100, 9], "lengths": [3, 2]}]
+    batch = COLLATORS.get("packed")(0, PACKED_SDPA)(rows)
+    # as the Trainer hands them over on a device: queries' and keys' boundaries as two tensors
+    bounds_q, bounds_k = batch["cu_seq_lens_q"].clone(), batch["cu_seq_lens_k"].clone()
+    reads = []
+    real = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda t: reads.append(t.data_ptr()) or real(t))
+    model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], attention_mask=batch["attention_mask"],
+          cu_seq_lens_q=bounds_q, cu_seq_lens_k=bounds_k)
+    assert sorted(reads) == sorted([bounds_q.data_ptr(), bounds_k.data_ptr()])

@@ -75,9 +75,10 @@ def attention_forward(module, query, key, value, attention_mask, dropout: float 
         _refuse_lost_boundaries(query, attention_mask, kwargs.get("position_ids"))
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
-    if not torch.equal(bounds, kwargs.pop("cu_seq_lens_k", bounds)) or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
+    key_bounds = kwargs.pop("cu_seq_lens_k", bounds)
+    bounds = _as_list(bounds)
+    if _as_list(key_bounds) != bounds or query.shape[0] != 1 or query.shape[2] != key.shape[2]:
         raise RuntimeError("packed attention: expected one row whose queries and keys share their boundaries")
-    bounds = bounds.tolist()
     lengths = [b - a for a, b in zip(bounds, bounds[1:])]
     window = kwargs.get("sliding_window")
     longest = max(lengths)
@@ -90,6 +91,16 @@ def attention_forward(module, query, key, value, attention_mask, dropout: float 
                                      **kwargs)[0]
               for q, k, v in zip(query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2))]
     return torch.cat(pieces, dim=1), None
+
+
+def _as_list(bounds) -> list[int]:
+    """The boundaries as Python ints, read once per forward: every layer (and a checkpointed layer's
+    recomputation) gets the same tensor, and on a GPU each read waits for the device to catch up."""
+    cached = getattr(bounds, "_qlorafx_bounds", None)
+    if cached is None:
+        cached = bounds.tolist()
+        bounds._qlorafx_bounds = cached
+    return cached
 
 
 def _bounds_from_positions(query, key, attention_mask, position_ids):
