@@ -103,3 +103,37 @@ def test_a_chunk_holds_about_64_mb_of_float32_logits():
     assert rows_per_chunk(32000) == 524  # Llama 2
     assert rows_per_chunk(128256) == 256  # Llama 3: the minimum
     assert rows_per_chunk(1000) * 1000 * 4 <= 64 * 2**20
+
+
+def test_a_second_derivative_is_refused_rather_than_wrong():
+    """The backward only scales a gradient formed in the forward, a constant to autograd: differentiated
+    again (create_graph, a gradient penalty), the cross-entropy's own second derivative would be missing
+    from the result without a word. Refused instead, as torch refuses any once-differentiable function."""
+    hidden, weight, targets = _inputs(40)
+    plain = _plain(hidden, weight, targets, 23)
+    (plain_grad,) = torch.autograd.grad(plain ** 2, hidden, create_graph=True)
+    (plain_second,) = torch.autograd.grad(plain_grad.pow(2).sum(), hidden)
+    assert plain_second.abs().sum() > 0  # the plain head has one
+    fused = cross_entropy(hidden, weight, targets, 23, torch.float32, rows=7)
+    (fused_grad,) = torch.autograd.grad(fused ** 2, hidden, create_graph=True)
+    assert torch.allclose(fused_grad, plain_grad, rtol=1e-5, atol=1e-6)  # the first derivative is right
+    hidden.grad = None
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        fused_grad.pow(2).sum().backward()  # the penalty's backward, as a trainer would run it
+
+
+def test_nan_in_the_hidden_states_gives_a_nan_loss_and_bad_targets_raise_as_in_the_plain_head():
+    """The loss guard (train/lifecycle.py) must see a NaN where the plain head gives one, and a target
+    outside the vocabulary must be an error on both paths, never a loss of something else."""
+    hidden, weight, targets = _inputs(40)
+    poisoned = hidden.detach().clone()
+    poisoned[5, 1] = float("nan")
+    assert _plain(poisoned, weight, targets, 23).isnan()
+    assert cross_entropy(poisoned, weight, targets, 23, torch.float32, rows=7).isnan()
+    for bad in (VOCAB, -1):
+        wrong = targets.clone()
+        wrong[9] = bad
+        with pytest.raises((IndexError, RuntimeError)):
+            _plain(hidden, weight, wrong, 23)
+        with pytest.raises((IndexError, RuntimeError)):
+            cross_entropy(hidden, weight, wrong, 23, torch.float32, rows=7)

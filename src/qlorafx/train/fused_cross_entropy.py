@@ -27,6 +27,7 @@ outside it either way).
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 # a chunk's float32 logits hold about this many elements (64 MB); at least MIN_ROWS rows per chunk so
 # that a small vocabulary's products stay large enough to run at full speed
@@ -61,7 +62,10 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
         ctx.save_for_backward(grad)
         return total / divisor
 
+    # the saved gradient is a constant to autograd: a second derivative through it (create_graph) would lack the
+    # cross-entropy's own without a word, so torch is told to refuse one
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_loss):
         (grad,) = ctx.saved_tensors
         # a 0-dim factor: the product keeps the hidden states' dtype
