@@ -8,18 +8,25 @@ with the guard switched off, the same run's loss before training was 5.9917 wher
 training went wrong from there (notes/issue-14.md).
 
 Its losses, evaluations and adapter equal a single process's with the same global batch (the
-`one_process` run, whose 4-bit weights are the same values in a uint8 container).
+`one_process_unfused_head` run, whose 4-bit weights are the same values in a uint8 container, and whose
+head is not fused with its loss: FSDP's is not, train/labelled_head.py, and the fused one's other float
+rounding (2.7e-7 of a gradient) grows to 5.4e-3 of the evaluation after 12 steps of Adam at lr 2e-2, where
+FSDP's sharding alone gives 6.5e-4).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.train.conftest import _parallel_run, losses_by_step
+from tests.train.conftest import PARALLEL, _parallel_run, losses_by_step
+from tests.train.tiny import tiny_recipe
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +42,24 @@ def fsdp_run(tmp_path_factory):
     return _parallel_run(tmp_path_factory.mktemp("fsdp"), *FSDP)
 
 
-def test_fsdp_trains_as_one_process_with_the_evaluation_before_training(fsdp_run, one_process):
+@pytest.fixture(scope="module")
+def one_process_unfused_head(tmp_path_factory):
+    """The reference for FSDP: one process, micro-batch 8, the head at labelled positions unfused, as FSDP runs
+    it (the fused path switched off in that process only; nothing else differs from conftest's one_process)."""
+    folder = tmp_path_factory.mktemp("one-unfused")
+    (folder / "tmp").mkdir()
+    program = ("import sys\nfrom qlorafx.train import labelled_head\n"
+               "labelled_head.fused_path_reason = lambda *args, **kwargs: 'the FSDP test reference'\n"
+               "from qlorafx.cli.main import main\nsys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", program, "train", str(tiny_recipe(folder)), *PARALLEL,
+                           "training.micro_batch_size=8"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TMPDIR": str(folder / "tmp")})
+    assert done.returncode == 0, done.stderr[-2000:]
+    return folder / "run", done
+
+
+def test_fsdp_trains_as_one_process_with_the_evaluation_before_training(fsdp_run, one_process_unfused_head):
+    one_process = one_process_unfused_head
     run, done = fsdp_run
     # really sharded: 2 decoder layers, the embeddings, norm + head, the root; every 4-bit weight split in two
     assert "fsdp: 5 units over 2 processes; 14 of 14 4-bit weights sharded (stored as float32)" in done.stdout
@@ -49,15 +73,14 @@ def test_fsdp_trains_as_one_process_with_the_evaluation_before_training(fsdp_run
     print(f"FSDP against 1 process: losses {loss_f} and {loss_1}; evaluations {eval_f} and {eval_1}")
     assert eval_f[0] == pytest.approx(eval_1[0], abs=1e-6) and abs(loss_f[2] - loss_1[2]) < 1e-5
     assert max(abs(loss_f[s] - loss_1[s]) for s in loss_1) < 2e-3, (loss_f, loss_1)
-    # the one process fuses the head with the loss (train/fused_cross_entropy.py), FSDP keeps the unfused head:
-    # another order of float32 sums again; measured 6.0e-3 after 12 steps (the step-2 loss 5e-7 apart)
-    assert max(abs(eval_f[s] - eval_1[s]) for s in eval_1) < 1e-2, (eval_f, eval_1)
+    # measured 6.5e-4 after 12 steps (6.0e-3 against a one process with the fused head: see the docstring)
+    assert max(abs(eval_f[s] - eval_1[s]) for s in eval_1) < 5e-3, (eval_f, eval_1)
 
     # the adapter, gathered whole from the shards, is the single process's
     one, fsdp = (load_file(r / "adapter" / "adapter_model.safetensors") for r in (one_process[0], run))
     assert one.keys() == fsdp.keys() and all(one[k].shape == fsdp[k].shape for k in one)
-    # measured: 3.4e-3 apart at most, where B (zero before training) reaches 0.22: the losses' float
-    # rounding again; a wrong shard or a repacked weight moves the whole curve by tenths
+    # measured: 3.7e-4 apart at most (3.4e-3 against the fused head), where B (zero before training) reaches
+    # 0.22: float rounding again; a wrong shard or a repacked weight moves the whole curve by tenths
     difference = max((one[k] - fsdp[k]).abs().max().item() for k in one)
     trained = max(one[k].abs().max().item() for k in one if "lora_B" in k)
     print(f"adapter: largest difference {difference:.2e}, largest B value {trained:.3f}")
