@@ -284,3 +284,15 @@ def test_under_bfloat16_autocast_the_fused_products_run_in_bfloat16_as_the_heads
     float32_losses, float32_grads = _step(trainer, "fused")[:2]  # no autocast: the products in float32
     assert float32_losses != pytest.approx(full_losses, rel=1e-5)
     assert largest_difference(float32_grads, full_grads) > 1e-3
+
+
+def test_float16_mixed_precision_from_accelerates_environment_keeps_the_unfused_head(tmp_path, monkeypatch):
+    """ACCELERATE_MIXED_PRECISION=fp16 (what `accelerate launch --mixed_precision fp16` or an accelerate config
+    exports) makes the Trainer's accelerator run float16 autocast with a loss scaler on a GPU while
+    TrainingArguments.fp16 stays False: the fused gradient would be rounded to float16 before the scale reaches
+    it, so the head must stay unfused there as under fp16 itself."""
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "fp16")
+    trainer = _trainer(tiny_recipe(tmp_path), ["data.packing=false"], tmp_path)
+    assert not trainer.args.fp16 and trainer.accelerator.mixed_precision == "fp16"
+    _, _, seen, batches = _step(trainer, "fused")
+    assert seen == [_targets(b, False) for b in batches]  # the unfused head at the labelled rows, not 0 rows

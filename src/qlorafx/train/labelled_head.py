@@ -87,7 +87,7 @@ LOGIT_POSTPROCESSING = (
 def fused_path_reason(model, *, sharded: bool = False, float16: bool = False) -> str | None:
     """Why the head's product cannot be fused with the loss for this model now, or None when it can (asked
     where ``full_path_reason`` is None). ``sharded``: the Trainer shards the model (training.distributed fsdp);
-    ``float16``: float16 mixed precision (the Trainer's fp16)."""
+    ``float16``: float16 mixed precision (the Trainer's fp16, or its accelerator's from ACCELERATE_MIXED_PRECISION)."""
     import torch
 
     base = _base(model)

@@ -168,8 +168,10 @@ def _token_counting_trainer():
                     or self.compute_loss_func is not None or logits_read
                     or labelled_head.full_path_reason(unwrapped)):
                 return super().compute_loss(model, inputs, *args, **kwargs)
+            # float16 as the accelerator runs it: ACCELERATE_MIXED_PRECISION=fp16 sets it with args.fp16 False
+            float16 = self.args.fp16 or self.accelerator.mixed_precision == "fp16"
             fused = self.fuse_head_with_loss and labelled_head.fused_path_reason(
-                unwrapped, sharded=self.is_fsdp_enabled, float16=self.args.fp16) is None
+                unwrapped, sharded=self.is_fsdp_enabled, float16=float16) is None
             with labelled_head.labelled_positions_only(unwrapped, inputs, fused=fused) as kept:
                 return super().compute_loss(model, kept, *args, **kwargs)
 
