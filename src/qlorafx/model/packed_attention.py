@@ -18,11 +18,10 @@ when a model or recipe keeps the block-diagonal mask instead.
 from __future__ import annotations
 
 from qlorafx.data.collate import PACKED_SDPA as NAME
+from qlorafx.model.config_check import recurrent_layers
 
 # config fields holding the probability of dropout on the attention weights, across families
 ATTENTION_DROPOUT = ("attention_dropout", "attn_pdrop", "attention_probs_dropout_prob", "attn_dropout")
-# config.layer_types entries whose layers attend through the attention function (what the boundaries split)
-ATTENTION_LAYERS = {"full_attention", "sliding_attention"}
 
 
 def unsupported_reason(model, recipe) -> str | None:
@@ -46,7 +45,7 @@ def unsupported_reason(model, recipe) -> str | None:
         return "the model applies dropout to its attention weights"
     # a recurrent or convolutional layer (a linear attention, Mamba, a short convolution) carries its state along
     # the flattened row, from one example into the next and across the micro-batch's rows: only attention is split
-    mixers = sorted(set(getattr(config, "layer_types", None) or ()) - ATTENTION_LAYERS)
+    mixers = recurrent_layers(config)  # validate refuses packing them; kept here for callers that skip it
     if mixers:
         return f"the model has {', '.join(map(str, mixers))} layers, which no attention boundary splits"
     window = getattr(config, "sliding_window", None)
